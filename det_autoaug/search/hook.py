@@ -1,0 +1,323 @@
+"""``DDASSearchHook``: DDAS policy search while an MMEngine runner trains a detector.
+
+How the hook takes over the training step: in ``before_run`` it replaces the model's
+``train_step`` by :meth:`DDASSearchHook.search_step` (a step wrapper) and restores it in
+``after_run``. A wrapper rather than a custom loop keeps the user's loop (epoch- or
+iteration-based), schedulers, logging, checkpointing and evaluation exactly as configured; the
+hook is the only line a user adds to a stock config.
+
+One search step (REFERENCE section 1), with ``K = num_policies``:
+
+1. draw K policies (ordered pairs of space entries) with the policy generator;
+2. gradient of the loss on the clean batch -> flat buffer 0; on copy k augmented with
+   policy k -> buffer k (one copy at a time: never the activations of two copies alive);
+3. write ``(1 - s) g_0 + s sum_k w_k g_k`` into the parameters' grads and step the optimiser;
+4. gradient of the loss on a held-out validation batch at the new weights -> buffer K+1;
+5. inner products <g_k, g_V>, rewards, policy update (:class:`det_autoaug.search.core.DDASPolicy`).
+
+Validation batches come from a held-out split of the training set (``val_fraction``; the train
+dataloader is rebuilt on the rest), or from ``val_dataloader``. They are drawn by the hook's own
+generator so that a resumed search sees the same batches as an uninterrupted one.
+
+Distributed: under DDP every backward all-reduces the gradients, so every rank holds the same
+g_k and g_V; all ranks draw the policies from identically seeded generators (the augmentation
+parameters use a rank-specific one), so the policy stays identical on every rank.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dist import get_rank, is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import MessageHub, print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+
+from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
+from ..ops.spaces import get_space
+from .core import DDASPolicy
+from .det_batch import augment_det_batch
+from .grad_buffers import FlatGradBuffers
+
+# Pipeline transforms dropped from the training pipeline to make the default validation
+# pipeline: validation batches must be un-augmented (REFERENCE section 1, step 5).
+RANDOM_TRANSFORM_PREFIXES = ('Random', 'DA', 'PolicyAugment', 'AutoAugment', 'RandAugment',
+                             'PhotoMetricDistortion', 'Expand', 'MinIoURandomCrop', 'CutOut',
+                             'Mosaic', 'MixUp', 'YOLOXHSVRandomAug', 'CachedMosaic', 'CachedMixUp')
+
+
+def default_val_pipeline(train_pipeline: Sequence[dict]) -> List[dict]:
+    """The training pipeline without its random augmentations (types in RANDOM_TRANSFORM_PREFIXES)."""
+    return [copy.deepcopy(t) for t in train_pipeline
+            if not str(t.get('type', '')).startswith(RANDOM_TRANSFORM_PREFIXES)]
+
+
+@HOOKS.register_module()
+class DDASSearchHook(Hook):
+    """Search an augmentation policy with DDAS while the runner trains.
+
+    Args:
+        space: name of the search space (:data:`det_autoaug.ops.spaces.SPACES`).
+        num_policies: K, augmented copies per step (official: 3).
+        ops_per_policy: entries per policy (official: 2).
+        init_apply_prob: initial s = sigmoid(beta) (official: 0.35).
+        lr_alpha: Adam learning rate of alpha (official CIFAR: 0.005).
+        lr_beta: Adam learning rate of beta (official: 0.001).
+        explore_ratio: probability of a uniform proposal (official: 1.0); below 1 the
+            proposals are a mixture and the weights are importance-corrected.
+        val_fraction: fraction of the training set held out for validation batches
+            (ignored when ``val_dataloader`` is given).
+        val_dataloader: optional dataloader config whose batches are the validation batches.
+        val_pipeline: pipeline of the held-out split; default: the training pipeline without
+            its random transforms.
+        val_batch_size: validation batch size; default: the training batch size.
+        policy_file: file name (in the work dir) of the policy written at the end.
+        plot_file: file name (in the work dir) of the plot of the probabilities over time.
+        snapshot_interval: ``'epoch'``, or a number of iterations between trajectory snapshots.
+        seed: seed of the policy, augmentation and validation generators.
+        bgr_inputs: the images reach the model as BGR (mmdet's default loader).
+        log_top: number of most probable entries logged.
+        min_size: box drop rule for the augmented copies (px).
+        min_visible: box drop rule for the augmented copies (visible fraction).
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, space: str = 'det_default', num_policies: int = 3, ops_per_policy: int = 2,
+                 init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
+                 explore_ratio: float = 1.0, val_fraction: float = 0.2, val_dataloader: Optional[dict] = None,
+                 val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
+                 policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
+                 snapshot_interval: Union[str, int] = 'epoch', seed: int = 0, bgr_inputs: bool = True,
+                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> None:
+        self.entries = get_space(space)
+        if val_dataloader is None and not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f'val_fraction={val_fraction!r}: expected a number in (0, 1), or a val_dataloader')
+        if val_dataloader is not None and not isinstance(val_dataloader, dict):
+            raise ValueError(f'val_dataloader must be a dataloader config dict, got {type(val_dataloader).__name__}')
+        if val_batch_size is not None and int(val_batch_size) < 1:
+            raise ValueError(f'val_batch_size={val_batch_size!r}: expected a positive integer')
+        if snapshot_interval != 'epoch' and not (isinstance(snapshot_interval, int) and snapshot_interval > 0):
+            raise ValueError(f"snapshot_interval={snapshot_interval!r}: expected 'epoch' or a positive integer")
+        for name, value in (('policy_file', policy_file), ('plot_file', plot_file)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f'{name}={value!r}: expected a non-empty file name')
+        if int(log_top) < 1:
+            raise ValueError(f'log_top={log_top!r}: expected a positive integer')
+        # DDASPolicy validates the remaining hyper-parameters (it raises ValueError naming them).
+        self.policy_kwargs = dict(num_entries=len(self.entries), num_policies=num_policies,
+                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob,
+                                  lr_alpha=lr_alpha, lr_beta=lr_beta, explore_ratio=explore_ratio)
+        self.policy = DDASPolicy(**self.policy_kwargs)
+        self.space = space
+        self.num_policies = int(num_policies)
+        self.val_fraction = float(val_fraction)
+        self.val_dataloader_cfg = val_dataloader
+        self.val_pipeline = val_pipeline
+        self.val_batch_size = val_batch_size
+        self.policy_file = policy_file
+        self.plot_file = plot_file
+        self.snapshot_interval = snapshot_interval
+        self.seed = int(seed)
+        self.bgr_inputs = bool(bgr_inputs)
+        self.log_top = int(log_top)
+        self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
+        self.search_seconds = 0.0
+        self.search_steps = 0
+
+    # ------------------------------------------------------------------ set-up
+    def before_run(self, runner) -> None:
+        optim_wrapper = runner.optim_wrapper
+        if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
+            raise ValueError('DDASSearchHook needs optim_wrapper.accumulative_counts == 1, got '
+                             f'{optim_wrapper._accumulative_counts}')
+        self.policy_gen = torch.Generator().manual_seed(self.seed)
+        self.aug_gen = torch.Generator().manual_seed(self.seed + 1000 * (get_rank() + 1))
+        self.val_gen = torch.Generator().manual_seed(self.seed + 1)
+        self._val_order: List[int] = []
+        self._setup_val_data(runner)
+        model = runner.model
+        self.module = model.module if is_model_wrapper(model) else model
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.buffers = FlatGradBuffers(self.params, self.num_policies + 2)
+        self.device = self.params[0].device
+        self._runner_model = model
+        self._original_train_step = model.train_step
+        model.train_step = self.search_step
+
+    def _setup_val_data(self, runner) -> None:
+        loop = runner.train_loop
+        batch_size = loop.dataloader.batch_size
+        self.val_batch_size = int(self.val_batch_size or batch_size or 1)
+        if self.val_dataloader_cfg is not None:
+            self.val_dataset = runner.build_dataloader(self.val_dataloader_cfg, seed=self.seed).dataset
+            return
+        full = loop.dataloader.dataset
+        if not hasattr(full, 'get_subset'):
+            raise ValueError(f'DDASSearchHook cannot hold out a split of a {type(full).__name__}; '
+                             'give the hook a val_dataloader instead of val_fraction')
+        n = len(full)
+        n_val = int(round(n * self.val_fraction))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f'val_fraction={self.val_fraction} of {n} training images leaves an empty split')
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+        train_cfg = runner.cfg.get('train_dataloader') or runner._train_dataloader
+        train_cfg = copy.deepcopy(dict(train_cfg))
+        pipeline = self.val_pipeline or default_val_pipeline(train_cfg['dataset'].get('pipeline', []))
+        self.val_dataset = full.get_subset(val_idx)
+        self.val_dataset.pipeline = Compose(pipeline)
+        train_cfg['dataset'] = full.get_subset(train_idx)
+        loop.dataloader = runner.build_dataloader(train_cfg, seed=runner.seed)
+        if isinstance(loop, EpochBasedTrainLoop):
+            loop._max_iters = loop._max_epochs * len(loop.dataloader)
+        elif isinstance(loop, IterBasedTrainLoop):
+            from mmengine.runner.loops import _InfiniteDataloaderIterator
+            loop.dataloader_iterator = _InfiniteDataloaderIterator(loop.dataloader)
+        print_log(f'DDASSearchHook: {len(train_idx)} training and {n_val} held-out validation images',
+                  logger='current')
+
+    def after_run(self, runner) -> None:
+        if hasattr(self, '_original_train_step'):
+            runner.model.train_step = self._original_train_step
+
+    # ------------------------------------------------------------------ the step
+    def _loss_grad(self, batch: dict, optim_wrapper, slot: int) -> Dict[str, torch.Tensor]:
+        model = self._runner_model
+        with optim_wrapper.optim_context(model):
+            data = self.module.data_preprocessor(batch, training=True)
+            losses = model._run_forward(data, mode='loss')
+        loss, log_vars = self.module.parse_losses(losses)
+        optim_wrapper.backward(loss)
+        self.buffers.store(slot, self.params)
+        optim_wrapper.zero_grad()
+        return log_vars
+
+    def _next_val_batch(self) -> dict:
+        if len(self._val_order) < self.val_batch_size:
+            self._val_order += torch.randperm(len(self.val_dataset), generator=self.val_gen).tolist()
+        idx, self._val_order = self._val_order[:self.val_batch_size], self._val_order[self.val_batch_size:]
+        return pseudo_collate([self.val_dataset[i] for i in idx])
+
+    def search_step(self, data: dict, optim_wrapper) -> Dict[str, torch.Tensor]:
+        """One DDAS step; replaces ``model.train_step`` (same signature and return value)."""
+        start = time.perf_counter()
+        k = self.num_policies
+        proposal = self.policy.sample(k, self.policy_gen)
+        log_vars = self._loss_grad(data, optim_wrapper, 0)
+        for i, entries in enumerate(proposal.entries.tolist()):
+            chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries]
+            copy_batch = augment_det_batch(data, chain, self.aug_gen, self.device, self.bgr_inputs,
+                                           **self.filter_kwargs)
+            self._loss_grad(copy_batch, optim_wrapper, i + 1)
+        coefficients = self.policy.model_grad_coefficients(proposal)
+        self.buffers.combine_into_grads(coefficients.to(self.device), list(range(k + 1)), self.params)
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        self._loss_grad(self._next_val_batch(), optim_wrapper, k + 1)
+        dots = self.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
+        stats = self.policy.update(proposal, dots[1:], dots[0])
+        self._log(stats)
+        self.search_seconds += time.perf_counter() - start
+        self.search_steps += 1
+        return log_vars
+
+    def _log(self, stats: dict) -> None:
+        hub = MessageHub.get_current_instance()
+        probs = self.policy.probs()
+        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
+        hub.update_scalar('train/ddas_apply_prob', float(self.policy.apply_prob()))
+        hub.update_scalar('train/ddas_entropy', entropy)
+        hub.update_scalar('train/ddas_policy_loss', float(stats.get('loss', 0.0)))
+        for rank, idx in enumerate(probs.argsort(descending=True)[:self.log_top].tolist()):
+            hub.update_info(f'ddas_top{rank + 1}', f'{self.entries[idx].label}={float(probs[idx]):.4f}')
+            hub.update_scalar(f'train/ddas_top{rank + 1}_prob', float(probs[idx]))
+
+    # ------------------------------------------------------------------ snapshots, checkpoints, output
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.snapshot_interval != 'epoch' and self.every_n_train_iters(runner, self.snapshot_interval):
+            self.policy.snapshot(runner.iter + 1)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.snapshot_interval == 'epoch':
+            self.policy.snapshot(runner.epoch + 1)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['ddas_search'] = dict(
+            policy=self.policy.state_dict(), policy_gen=self.policy_gen.get_state(),
+            aug_gen=self.aug_gen.get_state(), val_gen=self.val_gen.get_state(),
+            val_order=list(self._val_order), search_seconds=self.search_seconds,
+            search_steps=self.search_steps)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('ddas_search')
+        if state is None:
+            print_log('DDASSearchHook: the checkpoint holds no search state; the search starts afresh',
+                      logger='current', level=30)
+            return
+        self.policy.load_state_dict(state['policy'])
+        self._pending_gen_states = state
+
+    def before_train(self, runner) -> None:
+        state = getattr(self, '_pending_gen_states', None)
+        if state is not None:  # generators exist only after before_run, which precedes resume
+            self.policy_gen.set_state(state['policy_gen'])
+            self.aug_gen.set_state(state['aug_gen'])
+            self.val_gen.set_state(state['val_gen'])
+            self._val_order = list(state['val_order'])
+            self.search_seconds = float(state['search_seconds'])
+            self.search_steps = int(state['search_steps'])
+            self._pending_gen_states = None
+
+    def after_train(self, runner) -> None:
+        last = runner.epoch if self.snapshot_interval == 'epoch' else runner.iter
+        if not self.policy.trajectory or self.policy.trajectory[-1]['epoch'] != last:
+            self.policy.snapshot(last)  # the final update is always recorded (REFERENCE note d)
+        if not is_main_process():
+            return
+        work_dir = Path(runner.work_dir)
+        self.write_policy(work_dir / self.policy_file, meta=dict(
+            iterations=self.search_steps, search_seconds=round(self.search_seconds, 2),
+            num_policies=self.num_policies, seed=self.seed,
+            config=str(getattr(runner.cfg, 'filename', '') or '')))
+        self.plot(work_dir / self.plot_file)
+        print_log(f'DDASSearchHook: policy written to {work_dir / self.policy_file}', logger='current')
+
+    def write_policy(self, path: Path, meta: Optional[dict] = None) -> None:
+        """Write the current policy and its trajectory in the policy-file schema."""
+        from ..policy.policy_file import save_policy_file
+        save_policy_file(path, searcher='ddas', space=self.space, entries=self.entries,
+                         probs=self.policy.probs().tolist(), apply_prob=float(self.policy.apply_prob()),
+                         ops_per_policy=self.policy_kwargs['ops_per_policy'],
+                         trajectory=self.policy.trajectory, meta=meta)
+
+    def plot(self, path: Path) -> None:
+        """Plot every entry's probability and s over the snapshots."""
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        traj = self.policy.trajectory
+        steps = [t['epoch'] for t in traj]
+        probs = torch.tensor([t['probs'] for t in traj])
+        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(12, 4.5))
+        top = probs[-1].argsort(descending=True)[:8].tolist()
+        for i in range(probs.shape[1]):
+            ax_p.plot(steps, probs[:, i], lw=1.8 if i in top else 0.6, alpha=1.0 if i in top else 0.35,
+                      label=self.entries[i].label if i in top else None)
+        ax_p.set_xlabel('snapshot (epoch)' if self.snapshot_interval == 'epoch' else 'iteration')
+        ax_p.set_ylabel('p (softmax of alpha)')
+        ax_p.legend(fontsize=7)
+        ax_s.plot(steps, [t['apply_prob'] for t in traj], color='k')
+        ax_s.set_ylabel('s = P(augment)')
+        ax_s.set_xlabel(ax_p.get_xlabel())
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
