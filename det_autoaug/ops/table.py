@@ -47,7 +47,7 @@ class OpSpec:
             probability ``prob / 3``, as in the TensorFlow reference).
         grad: how the magnitude is differentiated: ``'autograd'`` (smooth op),
             ``'straight_through'`` (forward is the hard op, backward the secant slope of the op
-            over a bracket around the magnitude, see :mod:`det_autoaug.ops.torch_kernels`) or
+            over a bracket around the magnitude, see :func:`det_autoaug.ops.torch_ops.secant_bracket`) or
             ``'none'`` (Identity).
         aliases: other published names of the same op (TensorFlow AutoAugment-for-detection).
         doc: one line on what the op does.
