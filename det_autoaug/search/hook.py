@@ -29,6 +29,7 @@ import copy
 import json
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -44,7 +45,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.spaces import get_space
 from .core import DDASPolicy
-from .det_batch import augment_det_batch
+from .batch_augment import augment_batch
 from .grad_buffers import FlatGradBuffers
 
 # Pipeline transforms dropped from the training pipeline to make the default validation
@@ -132,6 +133,7 @@ class DDASSearchHook(Hook):
         self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
         self.search_seconds = 0.0
         self.search_steps = 0
+        self.phase_seconds: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
     def before_run(self, runner) -> None:
@@ -190,15 +192,28 @@ class DDASSearchHook(Hook):
             runner.model.train_step = self._original_train_step
 
     # ------------------------------------------------------------------ the step
+    @contextmanager
+    def _phase(self, name: str):
+        """Accumulate wall time per phase of the step (read by benchmarks/bench_search.py)."""
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - start
+
     def _loss_grad(self, batch: dict, optim_wrapper, slot: int) -> Dict[str, torch.Tensor]:
         model = self._runner_model
-        with optim_wrapper.optim_context(model):
-            data = self.module.data_preprocessor(batch, training=True)
-            losses = model._run_forward(data, mode='loss')
-        loss, log_vars = self.module.parse_losses(losses)
-        optim_wrapper.backward(loss)
-        self.buffers.store(slot, self.params)
-        optim_wrapper.zero_grad()
+        with self._phase('model passes'):
+            with optim_wrapper.optim_context(model):
+                data = self.module.data_preprocessor(batch, training=True)
+                losses = model._run_forward(data, mode='loss')
+            loss, log_vars = self.module.parse_losses(losses)
+            optim_wrapper.backward(loss)
+        with self._phase('gradient buffers'):
+            self.buffers.store(slot, self.params)
+            optim_wrapper.zero_grad()
         return log_vars
 
     def _next_val_batch(self) -> dict:
@@ -215,26 +230,33 @@ class DDASSearchHook(Hook):
         log_vars = self._loss_grad(data, optim_wrapper, 0)
         for i, entries in enumerate(proposal.entries.tolist()):
             chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries]
-            copy_batch = augment_det_batch(data, chain, self.aug_gen, self.device, self.bgr_inputs,
+            with self._phase('augmentation'):
+                copy_batch = augment_batch(data, chain, self.aug_gen, self.device, self.bgr_inputs,
                                            **self.filter_kwargs)
             self._loss_grad(copy_batch, optim_wrapper, i + 1)
-        coefficients = self.policy.model_grad_coefficients(proposal)
-        self.buffers.combine_into_grads(coefficients.to(self.device), list(range(k + 1)), self.params)
-        optim_wrapper.step()
-        optim_wrapper.zero_grad()
-        self._loss_grad(self._next_val_batch(), optim_wrapper, k + 1)
-        dots = self.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
-        stats = self.policy.update(proposal, dots[1:], dots[0])
-        self._log(stats)
+        with self._phase('gradient buffers'):
+            coefficients = self.policy.model_grad_coefficients(proposal)
+            self.buffers.combine_into_grads(coefficients.to(self.device), list(range(k + 1)), self.params)
+        with self._phase('optimizer step'):
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        with self._phase('validation data'):
+            val_batch = self._next_val_batch()
+        self._loss_grad(val_batch, optim_wrapper, k + 1)
+        with self._phase('inner products'):
+            dots = self.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
+        with self._phase('policy update'):
+            stats = self.policy.update(proposal, dots[1:], dots[0])
+            self._log(stats)
         self.search_seconds += time.perf_counter() - start
         self.search_steps += 1
         return log_vars
 
     def _log(self, stats: dict) -> None:
         hub = MessageHub.get_current_instance()
-        probs = self.policy.probs()
+        probs = self.policy.probs().detach()
         entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
-        hub.update_scalar('train/ddas_apply_prob', float(self.policy.apply_prob()))
+        hub.update_scalar('train/ddas_apply_prob', float(self.policy.apply_prob().detach()))
         hub.update_scalar('train/ddas_entropy', entropy)
         hub.update_scalar('train/ddas_policy_loss', float(stats.get('loss', 0.0)))
         for rank, idx in enumerate(probs.argsort(descending=True)[:self.log_top].tolist()):
@@ -295,7 +317,7 @@ class DDASSearchHook(Hook):
         """Write the current policy and its trajectory in the policy-file schema."""
         from ..policy.policy_file import save_policy_file
         save_policy_file(path, searcher='ddas', space=self.space, entries=self.entries,
-                         probs=self.policy.probs().tolist(), apply_prob=float(self.policy.apply_prob()),
+                         probs=self.policy.probs().detach().tolist(), apply_prob=float(self.policy.apply_prob().detach()),
                          ops_per_policy=self.policy_kwargs['ops_per_policy'],
                          trajectory=self.policy.trajectory, meta=meta)
 

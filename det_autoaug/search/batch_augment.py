@@ -1,9 +1,11 @@
-"""Augment an mmdet training batch (before its data preprocessor) with a fixed chain of ops.
+"""Augment a training batch (before its data preprocessor) with a fixed chain of ops.
 
 The DDAS search needs K copies of the same batch, copy k augmented with policy tau_k. mmdet's
 training batches are ``dict(inputs=[uint8 (C, H, W)], data_samples=[DetDataSample])`` before
 the data preprocessor normalises and pads them, so the ops run here in pixel space, on each
-image's own size, and padding never enters the picture.
+image's own size, and padding never enters the picture. Classification batches (a stacked
+``(B, C, H, W)`` tensor or a list of images, data samples without ``gt_instances``) go through
+the same function; their labels are not touched.
 """
 from __future__ import annotations
 
@@ -44,14 +46,15 @@ def _set_instances(sample, boxes: Tensor, keep: Tensor, n_gt: int) -> None:
         sample.ignored_instances = ignored
 
 
-def augment_det_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generator: torch.Generator,
+def augment_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generator: torch.Generator,
                       device: torch.device | str = 'cpu', bgr: bool = True, min_size: float = MIN_SIZE,
                       min_visible: float = MIN_VISIBLE) -> Dict:
-    """Apply ``chain`` (ops in order, each at its magnitude) to every image of an mmdet batch.
+    """Apply ``chain`` (ops in order, each at its magnitude) to every image of a batch.
 
     Args:
-        data_batch: ``dict(inputs=[(C, H, W) uint8], data_samples=[DetDataSample])`` as the
-            dataloader yields it; not modified.
+        data_batch: ``dict(inputs=[(C, H, W) uint8], data_samples=[DetDataSample])`` as mmdet's
+            dataloader yields it, or a classification batch (``inputs`` a ``(B, C, H, W)``
+            tensor or a list of images, labels in ``data_samples``); not modified.
         chain: ``(op_name, magnitude)`` pairs, applied in order to every image (random
             parameters such as signs differ per image).
         generator: source of the random op parameters.
@@ -61,11 +64,16 @@ def augment_det_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], gene
         min_visible: drop rule, see :mod:`det_autoaug.ops.boxes`.
 
     Returns:
-        A new batch dict: images on ``device``, data samples copied with their boxes moved and
-        the dropped instances removed (labels, flags and every other per-instance field).
+        A new batch dict: images on ``device``; detection data samples copied with their boxes
+        moved and the dropped instances removed (labels, flags and every other per-instance
+        field); other data samples passed through.
     """
+    stacked = isinstance(data_batch['inputs'], Tensor)
     inputs: List[Tensor] = [img.to(device) for img in data_batch['inputs']]
-    samples = [s.clone() for s in data_batch['data_samples']]
+    samples = data_batch.get('data_samples')
+    with_boxes = bool(samples) and hasattr(samples[0], 'gt_instances')
+    if with_boxes:
+        samples = [s.clone() for s in samples]
     groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
     for i, img in enumerate(inputs):
         groups[tuple(img.shape)].append(i)
@@ -74,7 +82,10 @@ def augment_det_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], gene
         images = torch.stack([inputs[i] for i in idx])
         if bgr and images.shape[1] == 3:
             images = images.flip(1)
-        boxes, n_gts = zip(*[_instance_boxes(samples[i]) for i in idx])
+        if with_boxes:
+            boxes, n_gts = zip(*[_instance_boxes(samples[i]) for i in idx])
+        else:
+            boxes, n_gts = [torch.zeros(0, 4) for _ in idx], [0] * len(idx)
         boxes = [b.to(device=device, dtype=torch.float32) for b in boxes]
         keeps = [torch.ones(len(b), dtype=torch.bool, device=device) for b in boxes]
         for op, magnitude in chain:
@@ -89,5 +100,8 @@ def augment_det_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], gene
             images = images.flip(1)
         for j, i in enumerate(idx):
             out_inputs[i] = images[j]
-            _set_instances(samples[i], boxes[j], keeps[j], n_gts[j])
-    return dict(inputs=out_inputs, data_samples=samples)
+            if with_boxes:
+                _set_instances(samples[i], boxes[j], keeps[j], n_gts[j])
+    out = dict(data_batch)
+    out.update(inputs=torch.stack(out_inputs) if stacked else out_inputs, data_samples=samples)
+    return out
