@@ -60,7 +60,8 @@ def make_space(fixed: Sequence[str], levelled: Sequence[str], levels: Sequence[f
     entries = [SpaceEntry(get_op(name).name, 1.0) for name in fixed]
     for name in levelled:
         spec = get_op(name)
-        magnitudes = [spec.magnitude_at(level, convention) for level in levels]
+        # rounded so that 0.36000000000000004 reads 0.36 in policy files and tables
+        magnitudes = [round(spec.magnitude_at(level, convention), 6) for level in levels]
         if len(set(magnitudes)) == 1:  # a magnitude-free op: enter it once
             entries.append(SpaceEntry(spec.name, magnitudes[0]))
         else:  # repeated magnitudes stay, as in the DDAS spaces (Posterize@0 == Posterize@2)

@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Cost of a DDAS search step relative to a plain training step, same detector, same batches.
+
+Runs the slim RetinaNet of configs/digits/retinanet_slim_digits.py twice through mmengine's
+Runner for ``--iters`` iterations: once plainly, once with ``DDASSearchHook`` (K = ``--k``).
+The time of ``train_step`` is measured per iteration (data loading excluded, the first
+``--warmup`` iterations dropped) and the search step is broken down into the hook's phases.
+
+The unavoidable work of a search step is K + 2 forward/backward passes (clean copy, K copies,
+validation batch) against 1 for a plain step; the target is a ratio <= 1.1 x (K + 2).
+
+    python benchmarks/bench_search.py [--iters 12] [--k 3] [--batch 8] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iters', type=int, default=12)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--k', type=int, default=3, help='augmented copies per search step')
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--device', default='cpu')
+    return parser.parse_args()
+
+
+def run(cfg, iters: int, warmup: int):
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    class StepTimer(Hook):
+        priority = 'HIGHEST'
+
+        def __init__(self):
+            self.times = []
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self.start = time.perf_counter()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    runner = Runner.from_cfg(cfg)
+    timer = StepTimer()
+    runner.register_hook(timer, priority='HIGHEST')
+    runner.train()
+    hooks = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook']
+    return timer.times[warmup:iters], (hooks[0] if hooks else None)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    from mmengine.config import Config
+
+    import det_autoaug  # noqa: F401
+    from det_autoaug.data.det_digits import ensure_det_digits
+
+    data_root = str(ensure_det_digits()) + '/'
+    base = Config.fromfile(str(ROOT / 'configs' / 'digits' / 'retinanet_slim_digits.py'))
+    base.train_dataloader.dataset.data_root = data_root
+    base.train_dataloader.batch_size = args.batch
+    base.train_dataloader.num_workers = 0
+    base.train_cfg = dict(type='IterBasedTrainLoop', max_iters=args.iters, val_interval=args.iters + 1)
+    base.param_scheduler = []
+    base.val_cfg = base.val_dataloader = base.val_evaluator = None
+    base.test_cfg = base.test_dataloader = base.test_evaluator = None
+    base.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10 ** 6, save_last=False)
+    base.default_hooks.logger = dict(type='LoggerHook', interval=10 ** 6)
+    base.default_hooks.visualization = None
+    base.log_level = 'WARNING'
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = copy.deepcopy(base)
+        plain.work_dir = f'{tmp}/plain'
+        search = copy.deepcopy(base)
+        search.work_dir = f'{tmp}/search'
+        search.custom_hooks = [dict(type='DDASSearchHook', space='det_default', num_policies=args.k,
+                                    val_fraction=0.2, snapshot_interval=args.iters)]
+        search.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        plain.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        plain_times, _ = run(plain, args.iters, args.warmup)
+        search_times, hook = run(search, args.iters, args.warmup)
+    t_plain, t_search = statistics.mean(plain_times), statistics.mean(search_times)
+    passes = args.k + 2
+    print(f'\nslim RetinaNet, batch {args.batch}, device {args.device}, K = {args.k}, '
+          f'{len(plain_times)} timed iterations each')
+    print(f"{'step':<28}{'ms / iter':>12}{'x plain':>10}")
+    print(f"{'plain train_step':<28}{1000 * t_plain:>12.1f}{1.0:>10.2f}")
+    print(f"{'DDAS search_step':<28}{1000 * t_search:>12.1f}{t_search / t_plain:>10.2f}")
+    print(f"{'target: 1.1 x (K + 2)':<28}{'':>12}{1.1 * passes:>10.2f}")
+    print(f"\nbreakdown of the search step (mean over all {hook.search_steps} steps, warm-up included)")
+    total = sum(hook.phase_seconds.values())
+    for name, seconds in sorted(hook.phase_seconds.items(), key=lambda kv: -kv[1]):
+        per_iter = seconds / hook.search_steps
+        print(f'{name:<28}{1000 * per_iter:>12.1f}{per_iter / t_plain:>10.2f}  ({100 * seconds / total:.0f}%)')
+    print(f"\nsearch step / plain step = {t_search / t_plain:.2f}; unavoidable passes K + 2 = {passes}; "
+          f"ratio per pass = {t_search / t_plain / passes:.2f} (target <= 1.10)")
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""DDASSearchHook on a real (slim) RetinaNet through mmengine's Runner, on CPU."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+
+import det_autoaug  # noqa: F401  (registers the hook)
+from det_autoaug.policy.policy_file import load_policy_file
+from det_autoaug.search.batch_augment import augment_batch
+from det_autoaug.search.hook import DDASSearchHook, default_val_pipeline
+
+from det_helpers import make_digits, search_runner_cfg
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory) -> Path:
+    return make_digits(tmp_path_factory.mktemp('digits') / 'd', train=12, val=2, test=2)
+
+
+@HOOKS.register_module(force=True)
+class KillAfterEpoch(Hook):
+    """Simulates a search killed right after the checkpoint of ``epoch`` (1-based) was written."""
+
+    priority = 'LOWEST'  # after CheckpointHook
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt('killed by the test')
+
+
+def _search_hook(runner: Runner) -> DDASSearchHook:
+    return next(h for h in runner.hooks if isinstance(h, DDASSearchHook))
+
+
+def test_search_writes_policy_file_plot_and_logs(digits, tmp_path):
+    runner = Runner.from_cfg(_cfg(search_runner_cfg(digits, tmp_path / 'w', max_epochs=2)))
+    runner.train()
+    hook = _search_hook(runner)
+    policy = load_policy_file(tmp_path / 'w' / 'policy.json')
+    assert len(policy.probs) == len(hook.entries)
+    assert [t['epoch'] for t in policy.trajectory] == [1, 2]
+    assert abs(policy.apply_prob - 0.35) > 1e-6, 'beta never moved'
+    assert max(policy.probs) - min(policy.probs) > 1e-6, 'alpha never moved'
+    assert (tmp_path / 'w' / 'policy_probs.png').stat().st_size > 1000
+    scalars = runner.message_hub.log_scalars
+    for key in ('train/ddas_apply_prob', 'train/ddas_entropy', 'train/ddas_top1_prob'):
+        assert key in scalars, f'{key} was not logged through the MessageHub'
+    assert hook.search_steps == 2 * 5  # 9 of 12 images kept for training, batch 2, 2 epochs
+    assert runner.model.train_step != hook.search_step, 'train_step was not restored after the run'
+
+
+def _cfg(d: dict):
+    from mmengine.config import Config
+    return Config(copy.deepcopy(d))
+
+
+def test_resume_after_kill_gives_the_same_policy(digits, tmp_path):
+    straight = Runner.from_cfg(_cfg(search_runner_cfg(digits, tmp_path / 'a', max_epochs=2)))
+    straight.train()
+    killed_cfg = search_runner_cfg(digits, tmp_path / 'b', max_epochs=2,
+                                   extra_hooks=[dict(type='KillAfterEpoch', epoch=1)])
+    with pytest.raises(KeyboardInterrupt):
+        Runner.from_cfg(_cfg(killed_cfg)).train()
+    assert (tmp_path / 'b' / 'epoch_1.pth').is_file()
+    resumed_cfg = search_runner_cfg(digits, tmp_path / 'b', max_epochs=2, resume=True)
+    resumed = Runner.from_cfg(_cfg(resumed_cfg))
+    resumed.train()
+    a, b = _search_hook(straight).policy, _search_hook(resumed).policy
+    torch.testing.assert_close(b.alpha, a.alpha, rtol=0, atol=1e-6)
+    torch.testing.assert_close(b.beta, a.beta, rtol=0, atol=1e-6)
+    pa = json.loads((tmp_path / 'a' / 'policy.json').read_text())
+    pb = json.loads((tmp_path / 'b' / 'policy.json').read_text())
+    assert pa['trajectory'] == pytest.approx(pb['trajectory']) if False else \
+        [t['epoch'] for t in pa['trajectory']] == [t['epoch'] for t in pb['trajectory']]
+    torch.testing.assert_close(torch.tensor(pb['probs']), torch.tensor(pa['probs']), rtol=0, atol=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, data_root: str, work_dir: str) -> None:
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
+    cfg = search_runner_cfg(Path(data_root), Path(work_dir), max_epochs=1, launcher='pytorch',
+                            model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None,
+                                                   broadcast_buffers=False))
+    runner = Runner.from_cfg(_cfg(cfg))
+    runner.train()
+    policy = _search_hook(runner).policy
+    torch.save(dict(alpha=policy.alpha.detach(), beta=policy.beta.detach(), steps=_search_hook(runner).search_steps),
+               Path(work_dir) / f'rank{rank}.pt')
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_keep_identical_policies(digits, tmp_path):
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(digits), str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pt') for r in (0, 1))
+    assert r0['steps'] == r1['steps'] > 0
+    assert not torch.equal(r0['alpha'], torch.zeros_like(r0['alpha'])), 'the policy never moved'
+    assert torch.equal(r0['alpha'], r1['alpha']) and torch.equal(r0['beta'], r1['beta'])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(val_fraction=1.5), 'val_fraction'),
+    (dict(num_policies=0), 'num_policies'),
+    (dict(init_apply_prob=1.0), 'init_tp'),
+    (dict(snapshot_interval='often'), 'snapshot_interval'),
+    (dict(explore_ratio=2.0), 'explore_ratio'),
+    (dict(val_dataloader='val'), 'val_dataloader'),
+])
+def test_bad_hook_arguments_fail_at_build_time(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HOOKS.build(dict(type='DDASSearchHook', **kwargs))
+
+
+def test_unknown_space_fails_at_build_time():
+    with pytest.raises(KeyError, match='nope'):
+        HOOKS.build(dict(type='DDASSearchHook', space='nope'))
+
+
+def test_default_val_pipeline_drops_random_transforms():
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0.5),
+                dict(type='PolicyAugment', policy='autoaug_det_v0'), dict(type='Resize', scale=(8, 8)),
+                dict(type='PackDetInputs')]
+    assert [t['type'] for t in default_val_pipeline(pipeline)] == ['LoadImageFromFile', 'Resize', 'PackDetInputs']
+
+
+def _batch(n_boxes: int = 3):
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmengine.structures import InstanceData
+    samples, inputs = [], []
+    for i in range(2):
+        s = DetDataSample(metainfo=dict(img_shape=(40, 48)))
+        boxes = torch.tensor([[4.0 + j, 6.0, 20.0 + j, 30.0] for j in range(n_boxes)])
+        s.gt_instances = InstanceData(bboxes=HorizontalBoxes(boxes), labels=torch.arange(n_boxes) + i)
+        samples.append(s)
+        inputs.append(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8))
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_copy_with_every_box_pushed_out_keeps_labels_in_sync():
+    batch = _batch()
+    out = augment_batch(batch, [('TranslateX', 0.5)], torch.Generator().manual_seed(0))
+    for before, after in zip(batch['data_samples'], out['data_samples']):
+        assert len(before.gt_instances) == 3, 'the input batch was modified'
+        assert len(after.gt_instances.labels) == len(after.gt_instances.bboxes)
+        # a shift by half the width leaves at most a sliver of each 16 px wide box
+        assert len(after.gt_instances) <= 3
+    moved = augment_batch(batch, [('TranslateX', 0.55)], torch.Generator().manual_seed(1))
+    assert all(len(s.gt_instances) == len(s.gt_instances.labels) for s in moved['data_samples'])
+
+
+def test_colour_copy_keeps_every_box_and_label():
+    batch = _batch()
+    out = augment_batch(batch, [('Color', 0.8), ('Equalize', 1.0)], torch.Generator().manual_seed(0))
+    for before, after in zip(batch['data_samples'], out['data_samples']):
+        assert torch.equal(before.gt_instances.labels, after.gt_instances.labels)
+        assert torch.equal(before.gt_instances.bboxes.tensor, after.gt_instances.bboxes.tensor)
+    assert not torch.equal(out['inputs'][0], batch['inputs'][0])
