@@ -1,9 +1,16 @@
 """det_autoaug: differentiable augmentation-policy search for MMDetection detectors and classifiers.
 
 Importing the package registers its transforms, batch augments and hooks into MMDetection's
-registries (the same as ``custom_imports=dict(imports=['det_autoaug'])`` in a config).
+registries (the same as ``custom_imports=dict(imports=['det_autoaug'])`` in a config), and lets
+mmengine resume its checkpoints under torch >= 2.6 with ``weights_only`` kept on
+(:mod:`det_autoaug.utils.checkpoint`).
 """
 from .ops import OPS, SPACES, available_ops, get_op, get_space
+from .utils.checkpoint import enable_safe_resume
+
+enable_safe_resume()
+
+from . import mmdet_plugins  # noqa: E402  (registers into mmdet's registries)
 
 __version__ = '0.1.0'
-__all__ = ['OPS', 'SPACES', 'available_ops', 'get_op', 'get_space', '__version__']
+__all__ = ['OPS', 'SPACES', 'available_ops', 'get_op', 'get_space', 'mmdet_plugins', '__version__']

@@ -35,6 +35,8 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..policy.policy_file import schedule_index
+
 EPS = 1e-12  # added to n = sum |r_k|: all-zero rewards then give a zero policy gradient, not NaN
 STATE_VERSION = 1
 
@@ -88,27 +90,6 @@ class Proposal:
             entries: ``(K, ops_per_policy)`` entry indices in ``[0, N)``.
         """
         return policy.evaluate(entries)
-
-
-def schedule_index(epoch: int, train_epochs: int, num_snapshots: int) -> int:
-    """Which snapshot of a search trajectory final-training epoch ``epoch`` uses.
-
-    The official DDAS schedule: ``floor(epoch / ((train_epochs + 0.1) / num_snapshots))``; the 0.1
-    keeps the last training epoch on the last snapshot. Example: 20 snapshots, 200 epochs: epochs
-    0..10 use snapshot 0, 11..20 snapshot 1, ..., 191..199 snapshot 19.
-
-    Args:
-        epoch: 0-based training epoch, ``0 <= epoch < train_epochs``.
-        train_epochs: number of final-training epochs, >= 1.
-        num_snapshots: number of recorded snapshots, >= 1.
-    """
-    if num_snapshots < 1:
-        raise ValueError(f'num_snapshots must be >= 1, got {num_snapshots!r} (record a snapshot first)')
-    if train_epochs < 1:
-        raise ValueError(f'train_epochs must be >= 1, got {train_epochs!r}')
-    if not 0 <= epoch < train_epochs:
-        raise ValueError(f'epoch must be in [0, {train_epochs}), got {epoch!r}')
-    return min(int(math.floor(epoch / ((train_epochs + 0.1) / num_snapshots))), num_snapshots - 1)
 
 
 class DDASPolicy:

@@ -1,0 +1,27 @@
+# Search a detection augmentation policy with DDAS while the runner trains (DDASSearchHook).
+#
+# Include it next to a training config whose own custom_hooks it may then not redefine
+# (mmengine allows a key from one base file only):
+#
+#   _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+#             'path/to/det_autoaug/configs/_base_/ddas_search.py']
+#
+# The training pipeline must not augment (no RandomFlip/PolicyAugment needed: the hook makes
+# the augmented copies itself). The policy file (policy.json in the work dir) is what
+# PolicyAugment / BatchPolicyAugment read: policy='work_dirs/<run>/policy.json'.
+custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+
+custom_hooks = [
+    dict(
+        type='DDASSearchHook',
+        space='det_default',       # named search space (det_autoaug.ops.spaces.SPACES)
+        num_policies=3,            # K augmented copies per step (DDAS: 3)
+        init_apply_prob=0.35,      # initial probability that an image is augmented
+        lr_alpha=0.005,            # Adam lr of the entry logits
+        lr_beta=0.001,             # Adam lr of the apply-probability logit
+        explore_ratio=1.0,         # probability of a uniform proposal (DDAS: 1)
+        val_fraction=0.2,          # training images held out for the validation gradient
+        val_dataloader=None,       # or a dataloader config that gives validation batches
+        policy_file='policy.json',
+        snapshot_interval='epoch'),
+]

@@ -1,0 +1,4 @@
+# FCOS R-50-caffe FPN GN-head, 1x COCO schedule, with the AutoAugment-for-detection policy v0 (Zoph et al. 2019)
+# applied in the CPU data pipeline after RandomFlip: the stock mmdet config plus two lines.
+_base_ = ['mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', '../_base_/det_autoaug_policy.py']
+train_dataloader = dict(dataset=dict(pipeline={{_base_.autoaug_coco_train_pipeline}}))

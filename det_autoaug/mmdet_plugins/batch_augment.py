@@ -1,0 +1,276 @@
+"""``BatchPolicyAugment``: a detection policy applied on the training device, as an mmdet batch augment.
+
+Use it in a config (see ``configs/_base_/det_autoaug_batch.py``)::
+
+    model = dict(data_preprocessor=dict(batch_augments=[
+        dict(type='BatchPolicyAugment', policy='autoaug_det_v0',
+             mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], channel_order='rgb')]))
+
+Where it runs: ``DetDataPreprocessor.forward`` calls its batch augments only when called with
+``training=True`` (validation and test never see them), after it has converted the channels,
+normalised, padded and stacked the images and written ``batch_input_shape``/``pad_shape`` into
+the data samples. So this module receives a normalised, padded ``(B, C, H, W)`` float batch.
+For each image it
+
+1. crops the valid region ``data_sample.img_shape`` (padding never enters the image, and the
+   geometric matrices and pixel-sized magnitudes use the true image size); images of the same
+   size are augmented together as one batch;
+2. un-normalises it to the 0..255 pixel scale with ``mean``/``std`` (which must be the data
+   preprocessor's: :func:`batch_augment_cfg` and :meth:`BatchPolicyAugment.from_preprocessor`
+   copy them) and converts it to RGB if ``channel_order='bgr'``;
+3. applies the chain of ops the policy draws for it (:meth:`Policy.sample_chain`), via the
+   batched torch kernels (:func:`det_autoaug.policy.policy.apply_chains_torch`) on the batch's
+   device;
+4. re-normalises and writes it back into its crop. The padding is never written, so it keeps
+   the pad value the preprocessor used.
+
+Boxes of ``gt_instances`` and ``ignored_instances`` follow geometric ops; instances whose boxes
+are dropped (see :mod:`det_autoaug.ops.boxes`) are removed with every per-instance field
+(labels, flags, ...) by indexing the ``InstanceData`` with the keep mask. ``bboxes`` keep their
+type (tensor or ``HorizontalBoxes``). ``homography_matrix`` is not updated: mmdet reads it only
+to map test-time predictions back to the original image, and batch augments never run at test
+time. Instance masks are not transformed, so a batch whose ``gt_instances`` hold ``masks``
+raises ``ValueError``.
+
+Randomness: one CPU ``torch.Generator`` draws every chain and every op parameter. With
+``seed=None`` its seed is drawn from torch's global generator on the first call, so a run
+seeded by mmengine (``randomness=dict(seed=...)``) is reproducible; an integer ``seed`` fixes
+the stream regardless of the global state. Policy files with a trajectory are followed by
+epoch (the DDAS schedule, :func:`det_autoaug.policy.policy.schedule_index`): the epoch and the
+number of training epochs are read from mmengine's ``MessageHub`` (``'epoch'`` and
+``'max_epochs'``, kept by the runner's ``RuntimeInfoHook``); outside a runner the final policy
+is used.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from mmdet.registry import MODELS
+
+from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
+
+#: mmdet's default normalisation (ImageNet statistics, RGB order, 0..255 scale).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+CHANNEL_ORDERS = ('rgb', 'bgr')
+
+
+def _as_stats(values: Sequence[float], name: str) -> Tuple[float, ...]:
+    try:
+        stats = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name}={values!r}: expected a sequence of 1 or 3 numbers') from None
+    if len(stats) not in (1, 3):
+        raise ValueError(f'{name}={values!r}: expected 1 or 3 numbers (one per channel), got {len(stats)}')
+    if name == 'std' and any(v <= 0 for v in stats):
+        raise ValueError(f'std={values!r}: expected positive numbers')
+    return stats
+
+
+def _runner_epochs() -> Tuple[Optional[int], Optional[int]]:
+    """``(epoch, max_epochs)`` of the running mmengine runner (MessageHub), ``None`` outside one."""
+    from mmengine.logging import MessageHub
+    if not MessageHub._instance_dict:
+        return None, None
+    hub = MessageHub.get_current_instance()
+    epoch, max_epochs = hub.get_info('epoch'), hub.get_info('max_epochs')
+    return (None if epoch is None else int(epoch)), (None if not max_epochs else int(max_epochs))
+
+
+def _plain_boxes(bboxes: Any) -> Tensor:
+    return bboxes.tensor if hasattr(bboxes, 'tensor') else bboxes
+
+
+def _like(new: Tensor, old: Any) -> Any:
+    """``new`` in the box type of ``old`` (``HorizontalBoxes`` stays ``HorizontalBoxes``)."""
+    if hasattr(old, 'tensor'):
+        return type(old)(new.to(old.tensor))
+    return new.to(old)
+
+
+@MODELS.register_module()
+class BatchPolicyAugment(nn.Module):
+    """Apply a detection augmentation policy to a normalised, padded training batch.
+
+    Args:
+        policy: a published policy name (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``), the
+            path of a policy file, or a ``PolicyFile``; see
+            :func:`det_autoaug.policy.policy.build_policy`.
+        mean: the data preprocessor's ``mean`` (per channel, in the order of its output).
+        std: the data preprocessor's ``std``.
+        channel_order: ``'rgb'`` if the preprocessor's output is RGB (``bgr_to_rgb=True`` with
+            mmdet's BGR loader), ``'bgr'`` otherwise (e.g. the caffe-style FCOS configs). The
+            ops see RGB either way.
+        seed: seed of the augmentation generator; ``None`` draws it from torch's global
+            generator on the first call.
+        min_size: geometric ops drop boxes narrower or shorter than this (px).
+        min_visible: geometric ops drop boxes with less than this fraction left in the image.
+
+    Raises:
+        ValueError: unknown policy name, invalid policy file, bad ``mean``/``std``/``channel_order``.
+        FileNotFoundError: the policy names a file that does not exist.
+    """
+
+    def __init__(self, policy: Any = 'autoaug_det_v0', mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, channel_order: str = 'rgb',
+                 seed: Optional[int] = None, min_size: float = MIN_SIZE,
+                 min_visible: float = MIN_VISIBLE) -> None:
+        super().__init__()
+        from ..policy.policy import build_policy
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f'channel_order={channel_order!r}: expected one of {CHANNEL_ORDERS}')
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f'seed={seed!r}: expected an int or None')
+        mean_t, std_t = _as_stats(mean, 'mean'), _as_stats(std, 'std')
+        self.policy = build_policy(policy)
+        self.channel_order = channel_order
+        self.seed = seed
+        self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
+        # Buffers follow the module to the training device; not saved in checkpoints.
+        self.register_buffer('mean', torch.tensor(mean_t).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std_t).view(1, -1, 1, 1), persistent=False)
+        self.generator: Optional[torch.Generator] = None
+
+    @classmethod
+    def from_preprocessor(cls, preprocessor: nn.Module, policy: Any = 'autoaug_det_v0',
+                          **kwargs: Any) -> 'BatchPolicyAugment':
+        """Build with the normalisation and channel order of a built ``DetDataPreprocessor``.
+
+        Args:
+            preprocessor: an ``ImgDataPreprocessor`` (e.g. ``model.data_preprocessor``).
+            policy: see the class.
+            **kwargs: the other constructor arguments.
+
+        Returns:
+            The module; append it to ``preprocessor.batch_augments`` to use it.
+        """
+        if getattr(preprocessor, '_enable_normalize', False):
+            mean = preprocessor.mean.flatten().tolist()
+            std = preprocessor.std.flatten().tolist()
+        else:
+            mean, std = [0.0], [1.0]
+        order = 'rgb' if getattr(preprocessor, '_channel_conversion', False) else 'bgr'
+        kwargs.setdefault('channel_order', order)
+        return cls(policy=policy, mean=mean, std=std, **kwargs)
+
+    def _generator(self) -> torch.Generator:
+        if self.generator is None:
+            seed = self.seed if self.seed is not None else int(torch.randint(0, 2 ** 62, (1,)))
+            self.generator = torch.Generator().manual_seed(seed)
+        return self.generator
+
+    def forward(self, inputs: Tensor, data_samples: List[Any]) -> Tuple[Tensor, List[Any]]:
+        """Augment the batch.
+
+        Args:
+            inputs: ``(B, C, H, W)`` float, normalised and padded by the data preprocessor.
+            data_samples: ``B`` ``DetDataSample`` with ``img_shape`` and ``gt_instances``;
+                updated in place (boxes moved, dropped instances removed).
+
+        Returns:
+            ``(inputs, data_samples)``: a new tensor of the same shape, dtype and device (the
+            input is not modified) and the same data sample objects.
+
+        Raises:
+            ValueError: inputs not a 4-d float tensor, one data sample per image missing, or
+                instance masks present.
+        """
+        from ..policy.policy import apply_chains_torch
+        if not isinstance(inputs, Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
+            raise ValueError('BatchPolicyAugment expects the (B, C, H, W) float batch of a data '
+                             f'preprocessor, got {getattr(inputs, "shape", type(inputs).__name__)}')
+        batch, channels, height, width = inputs.shape
+        if data_samples is None or len(data_samples) != batch:
+            raise ValueError(f'BatchPolicyAugment needs one data sample per image: {batch} images, '
+                             f'{None if data_samples is None else len(data_samples)} samples')
+        if self.mean.shape[1] not in (1, channels):
+            raise ValueError(f'mean has {self.mean.shape[1]} values but the images have {channels} channels')
+        generator = self._generator()
+        epoch, max_epochs = _runner_epochs()
+        if epoch is not None and max_epochs is not None and epoch >= max_epochs:
+            epoch = max_epochs - 1  # an iteration-based loop can run past its nominal epochs
+        chains = [self.policy.sample_chain(generator, epoch=epoch, train_epochs=max_epochs)
+                  for _ in range(batch)]
+
+        groups: Dict[Tuple[int, int], List[int]] = defaultdict(list)
+        for i, sample in enumerate(data_samples):
+            if 'gt_instances' in sample and 'masks' in sample.gt_instances:
+                raise ValueError('BatchPolicyAugment does not transform instance masks; use the '
+                                 'PolicyAugment pipeline transform for instance segmentation')
+            if not chains[i]:
+                continue
+            h, w = sample.img_shape[:2] if 'img_shape' in sample else (height, width)
+            groups[(min(int(h), height), min(int(w), width))].append(i)
+        if not groups:
+            return inputs, data_samples
+
+        out = inputs.clone()
+        mean, std = self.mean.to(inputs), self.std.to(inputs)
+        for (h, w), idx in groups.items():
+            pixels = (inputs[idx, :, :h, :w] * std + mean).clamp(0, 255)
+            if self.channel_order == 'bgr' and channels == 3:
+                pixels = pixels.flip(1)
+            boxes, n_gts = zip(*[self._instance_boxes(data_samples[i], inputs.device) for i in idx])
+            images, new_boxes, keeps = apply_chains_torch(pixels, list(boxes), [chains[i] for i in idx],
+                                                          generator, **self.filter_kwargs)
+            if self.channel_order == 'bgr' and channels == 3:
+                images = images.flip(1)
+            out[idx, :, :h, :w] = (images - mean) / std
+            for j, i in enumerate(idx):
+                self._set_instances(data_samples[i], new_boxes[j], keeps[j], n_gts[j])
+        return out, data_samples
+
+    @staticmethod
+    def _instance_boxes(sample: Any, device: torch.device) -> Tuple[Tensor, int]:
+        """Boxes of the gt and the ignored instances, concatenated, and the number of gt boxes."""
+        parts = []
+        for key in ('gt_instances', 'ignored_instances'):
+            instances = sample.get(key)
+            if instances is not None and 'bboxes' in instances:
+                parts.append(_plain_boxes(instances.bboxes).to(device=device, dtype=torch.float32).reshape(-1, 4))
+            else:
+                parts.append(torch.zeros(0, 4, device=device))
+        return torch.cat(parts), int(parts[0].shape[0])
+
+    @staticmethod
+    def _set_instances(sample: Any, boxes: Tensor, keep: Tensor, n_gt: int) -> None:
+        """Write the kept boxes back and drop removed instances with all their fields."""
+        gt_keep, ign_keep = keep[:n_gt], keep[n_gt:]
+        n_gt_kept = int(gt_keep.sum())
+        for key, mask, new in (('gt_instances', gt_keep, boxes[:n_gt_kept]),
+                               ('ignored_instances', ign_keep, boxes[n_gt_kept:])):
+            instances = sample.get(key)
+            if instances is None or 'bboxes' not in instances:
+                continue
+            old = instances.bboxes
+            kept = instances[mask.to(_plain_boxes(old).device)]
+            kept.bboxes = _like(new, old)
+            setattr(sample, key, kept)
+
+
+def batch_augment_cfg(data_preprocessor: Dict[str, Any], policy: Any = 'autoaug_det_v0',
+                      **kwargs: Any) -> Dict[str, Any]:
+    """The ``BatchPolicyAugment`` config matching a ``DetDataPreprocessor`` config.
+
+    Args:
+        data_preprocessor: the ``model.data_preprocessor`` config dict (``mean``, ``std``,
+            ``bgr_to_rgb``; missing ``mean``/``std`` mean no normalisation).
+        policy: see :class:`BatchPolicyAugment`.
+        **kwargs: the other arguments of :class:`BatchPolicyAugment`.
+
+    Returns:
+        ``dict(type='BatchPolicyAugment', policy=..., mean=..., std=..., channel_order=...)``.
+    """
+    mean = data_preprocessor.get('mean')
+    std = data_preprocessor.get('std')
+    order = 'rgb' if data_preprocessor.get('bgr_to_rgb', False) else 'bgr'
+    cfg: Dict[str, Union[str, Any]] = dict(
+        type='BatchPolicyAugment', policy=policy,
+        mean=list(mean) if mean is not None else [0.0], std=list(std) if std is not None else [1.0],
+        channel_order=order)
+    cfg.update(kwargs)
+    return cfg

@@ -1,0 +1,340 @@
+"""MMDetection pipeline transforms: one per op of the table (``'DA' + op name``) and ``PolicyAugment``.
+
+The per-op transforms are generated from :data:`det_autoaug.ops.table.OPS` (never listed by
+hand) and registered into ``mmdet.registry.TRANSFORMS`` as ``'DA' + name`` (``DARotate``,
+``DAShearX``, ``DATranslateY_Only_BBoxes``, ...), a prefix that cannot clash with mmdet's own
+``Rotate``/``ShearX``. Both kinds are thin adapters over the cv2 kernels
+(:func:`det_autoaug.ops.cv2_ops.apply_op_np` through :func:`det_autoaug.policy.policy.run_chain_np`).
+
+Shared behaviour:
+
+- Randomness: each call seeds a fresh ``torch.Generator`` from numpy's global generator (which
+  mmengine seeds per dataloader worker), so runs are reproducible and no per-call state is kept
+  on the transform.
+- Boxes: geometric ops move ``gt_bboxes`` by the op's matrix, clip them, and drop the boxes that
+  became too small (``min_size`` px) or mostly left the image (``min_visible``), together with
+  their ``gt_bboxes_labels`` and ``gt_ignore_flags``. mmdet's own geometric transforms never drop
+  boxes, so no ``FilterAnnotations`` is needed after these.
+- ``homography_matrix`` (3x3 float32, continuous pixel coordinates) is composed as
+  ``M @ previous`` by transforms that may move pixels (geometric ops, and ``PolicyAugment``).
+- ``img_shape`` never changes.
+- Channel order: colour kernels weigh channels as RGB; mmdet loads BGR images, so with
+  ``channel_order='bgr'`` (the default, as ``LoadImageFromFile``) the image is viewed as RGB
+  for the ops whose result depends on the channel order.
+- Instance masks and segmentation maps are not transformed: geometric ops (and a
+  ``PolicyAugment`` whose policy holds one) raise ``ValueError`` when ``gt_masks`` or
+  ``gt_seg_map`` are present (pixel-only ops leave them valid).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Optional, Sequence, Tuple, Type
+
+import mmdet.datasets.transforms  # noqa: F401  (registers mmdet's names before the clash check)
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmdet.registry import TRANSFORMS
+from mmdet.structures.bbox import BaseBoxes, autocast_box_type
+from mmengine.logging import MessageHub
+
+from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
+from ..ops.table import MAX_LEVEL, OPS, OpSpec, check_magnitude, get_op
+from ..policy.policy import ChainStep, Policy, PublishedPolicy, SearchedPolicy, build_policy, run_chain_np
+
+#: Prefix of the per-op transform names.
+PREFIX = 'DA'
+_CHANNEL_ORDERS = ('bgr', 'rgb')
+# Kinds whose result depends on which channel is red: grey weights (Color, Contrast) live in
+# colour kernels; bbox-only and cutout kernels treat channels alike, except Equalize/Solarize
+# inside boxes, which are per channel too. Only 'colour' needs the RGB view.
+_ORDER_DEPENDENT_KINDS = ('colour',)
+
+
+def _registered(name: str) -> Optional[type]:
+    """The class registered as ``name`` in mmdet's TRANSFORMS or its parents (mmcv), if any."""
+    registry = TRANSFORMS
+    while registry is not None:
+        if name in registry.module_dict:
+            return registry.module_dict[name]
+        registry = registry.parent
+    return None
+
+
+def _register(cls: type, name: str) -> type:
+    existing = _registered(name)
+    if existing is not None and existing.__module__ != __name__:
+        raise RuntimeError(f'cannot register det_autoaug transform {name!r}: mmdet.registry.TRANSFORMS '
+                           f'already holds {existing.__module__}.{existing.__qualname__} under that name')
+    # force: a re-import of this module (importlib.reload) replaces our own earlier classes
+    TRANSFORMS.register_module(name=name, module=cls, force=existing is not None)
+    return cls
+
+
+def _check_number(name: str, value: Any, lo: float, hi: Optional[float] = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+            or value < lo or (hi is not None and value > hi):
+        expected = f'[{lo:g}, {hi:g}]' if hi is not None else f'>= {lo:g}'
+        raise ValueError(f'{name}={value!r} is invalid: expected a number in {expected}')
+    return float(value)
+
+
+def _check_channel_order(channel_order: str) -> str:
+    if channel_order not in _CHANNEL_ORDERS:
+        raise ValueError(f'channel_order={channel_order!r} is invalid: expected one of {_CHANNEL_ORDERS}')
+    return channel_order
+
+
+def _numpy_seeded_generator() -> torch.Generator:
+    """A fresh generator seeded from numpy's global RNG (seeded per worker by mmengine)."""
+    return torch.Generator().manual_seed(int(np.random.randint(0, 2 ** 62, dtype=np.int64)))
+
+
+def _reject_masks(results: dict, what: str) -> None:
+    for key in ('gt_masks', 'gt_seg_map'):
+        if results.get(key) is not None:
+            raise ValueError(f'{what} moves pixels but does not transform {key!r}: instance masks and '
+                             'segmentation maps are not supported by det_autoaug geometric ops; remove '
+                             f'{key!r} (e.g. LoadAnnotations(with_mask=False)) or use pixel-only ops')
+
+
+def _apply(results: dict, chain: Sequence[ChainStep], *, box_prob: Optional[float], min_size: float,
+           min_visible: float, channel_order: str, record_matrix: bool) -> dict:
+    """Run ``chain`` on ``results`` in place of its image, boxes, labels, flags and matrix."""
+    image = results['img']
+    rgb_view = (channel_order == 'bgr' and image.ndim == 3 and image.shape[2] == 3
+                and any(get_op(s.op).kind in _ORDER_DEPENDENT_KINDS for s in chain))
+    if rgb_view:
+        image = np.ascontiguousarray(image[..., ::-1])
+    boxes = results.get('gt_bboxes')
+    box_array = None
+    if boxes is not None:
+        box_array = boxes.numpy() if isinstance(boxes, BaseBoxes) else np.asarray(boxes, np.float32)
+    out, new_boxes, keep, matrix = run_chain_np(image, box_array, chain, _numpy_seeded_generator(),
+                                                box_prob=box_prob, min_size=min_size, min_visible=min_visible)
+    results['img'] = np.ascontiguousarray(out[..., ::-1]) if rgb_view else out
+    if boxes is not None:
+        tensor = torch.from_numpy(np.ascontiguousarray(new_boxes, dtype=np.float32))
+        results['gt_bboxes'] = type(boxes)(tensor) if isinstance(boxes, BaseBoxes) else tensor.numpy()
+        if not keep.all():
+            for key in ('gt_bboxes_labels', 'gt_ignore_flags'):
+                if results.get(key) is not None:
+                    results[key] = results[key][keep]
+    if record_matrix:
+        previous = results.get('homography_matrix')
+        composed = matrix if previous is None else matrix @ previous
+        results['homography_matrix'] = composed.astype(np.float32)
+    return results
+
+
+_KEYS_DOC = """
+    Required Keys:
+
+    - img (np.uint8, (H, W, 3) or (H, W))
+    - gt_bboxes (BaseBoxes[torch.float32]) (optional)
+    - gt_bboxes_labels (np.int64) (optional)
+    - gt_ignore_flags (bool) (optional)
+
+    Modified Keys:
+
+    - img
+    - gt_bboxes
+    - gt_bboxes_labels
+    - gt_ignore_flags
+{added}"""
+
+
+class TableOpTransform(BaseTransform):
+    """Base of the generated per-op transforms; ``op_name`` is set by each subclass.
+
+    Args:
+        prob: probability that the op runs, in ``[0, 1]``. For bbox-only ops this is the
+            TensorFlow probability: the op always runs and each box is selected with probability
+            ``prob / 3`` (unless ``box_prob`` is given).
+        level: level on the 0..14 scale, mapped with the detection convention
+            (``OpSpec.magnitude_at(level, 'det')``).
+        magnitude: the magnitude itself, in the op's ``magnitude_range`` (``0`` is the identity).
+            Give exactly one of ``level`` and ``magnitude``, unless the op is magnitude-free (its
+            level mapping is constant), where neither is needed.
+        box_prob: bbox-only ops: probability that each box is selected (default ``prob / 3``).
+        min_size: geometric ops drop boxes narrower or shorter than this (px), >= 0.
+        min_visible: geometric ops drop boxes with less than this fraction left in the image.
+        channel_order: ``'bgr'`` (mmdet's default) or ``'rgb'``: the order of ``results['img']``.
+
+    Raises:
+        ValueError: any argument out of range, or both / neither of ``level`` and ``magnitude``.
+    """
+
+    op_name: str = ''
+
+    def __init__(self, prob: float = 1.0, level: Optional[float] = None, magnitude: Optional[float] = None,
+                 box_prob: Optional[float] = None, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
+                 channel_order: str = 'bgr') -> None:
+        spec = get_op(self.op_name)
+        what = f'{PREFIX}{spec.name}'
+        self.prob = _check_number(f'{what}: prob', prob, 0.0, 1.0)
+        if level is not None and magnitude is not None:
+            raise ValueError(f'{what}: got level={level!r} and magnitude={magnitude!r}: expected exactly one')
+        free = spec.magnitude_at(0) == spec.magnitude_at(MAX_LEVEL)
+        if level is not None:
+            _check_number(f'{what}: level', level, 0.0, MAX_LEVEL)
+            self.magnitude = spec.magnitude_at(level, 'det')
+        elif magnitude is not None:
+            if isinstance(magnitude, bool) or not isinstance(magnitude, (int, float)):
+                raise ValueError(f'{what}: magnitude={magnitude!r} is invalid: expected a number')
+            check_magnitude(spec, magnitude)
+            self.magnitude = float(magnitude)
+        elif free:
+            self.magnitude = spec.magnitude_at(0)
+        else:
+            raise ValueError(f'{what}: expected exactly one of level (0..{MAX_LEVEL:g}) and magnitude '
+                             f'(in [{spec.magnitude_range[0]:g}, {spec.magnitude_range[1]:g}], {spec.unit})')
+        self.level = level
+        self.box_prob = None if box_prob is None else _check_number(f'{what}: box_prob', box_prob, 0.0, 1.0)
+        self.min_size = _check_number(f'{what}: min_size', min_size, 0.0)
+        self.min_visible = _check_number(f'{what}: min_visible', min_visible, 0.0, 1.0)
+        self.channel_order = _check_channel_order(channel_order)
+
+    @property
+    def spec(self) -> OpSpec:
+        return get_op(self.op_name)
+
+    @autocast_box_type()
+    def transform(self, results: dict) -> dict:
+        """Apply the op (with probability ``prob``) to ``results``; see the class doc for the keys."""
+        geometric = self.spec.kind == 'geometric'
+        if geometric:
+            _reject_masks(results, f'{PREFIX}{self.op_name}')
+        return _apply(results, [ChainStep(self.op_name, self.magnitude, self.prob)], box_prob=self.box_prob,
+                      min_size=self.min_size, min_visible=self.min_visible, channel_order=self.channel_order,
+                      record_matrix=geometric)
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(prob={self.prob}, magnitude={self.magnitude:.6g}, level={self.level}, '
+                f'box_prob={self.box_prob}, min_size={self.min_size}, min_visible={self.min_visible}, '
+                f'channel_order={self.channel_order!r})')
+
+
+def _make_transform(spec: OpSpec) -> Type[TableOpTransform]:
+    lo, hi = spec.magnitude_range
+    added = '\n    Added Keys:\n\n    - homography_matrix (np.float32, 3x3; composed as M @ previous)\n' \
+        if spec.kind == 'geometric' else ''
+    doc = (f'``{spec.name}`` of the det_autoaug op table as an mmdet transform: {spec.doc}.\n\n'
+           f'    Magnitude: {spec.unit}, in [{lo:g}, {hi:g}]; identity at 0'
+           f'{"; a random sign multiplies it" if spec.signed else ""}. At level 10: '
+           f'{spec.magnitude_at(10):.4g}.\n' + _KEYS_DOC.format(added=added)
+           + '\n    Args: see :class:`TableOpTransform`.\n    ')
+    name = f'{PREFIX}{spec.name}'
+    cls = type(name, (TableOpTransform,), {'op_name': spec.name, '__doc__': doc, '__module__': __name__})
+    cls.__qualname__ = name
+    return cls
+
+
+#: Op name -> its generated transform class (also a module attribute, so it pickles).
+OP_TRANSFORMS: Dict[str, Type[TableOpTransform]] = {}
+for _spec in OPS:
+    _cls = _register(_make_transform(_spec), f'{PREFIX}{_spec.name}')
+    OP_TRANSFORMS[_spec.name] = _cls
+    setattr(sys.modules[__name__], _cls.__name__, _cls)
+del _spec, _cls
+
+
+def _policy_moves_pixels(policy: Policy) -> bool:
+    """Whether any op the policy can draw is geometric."""
+    if isinstance(policy, PublishedPolicy):
+        steps = [s for sub in policy.sub_policies for s in sub if s.prob > 0]
+    elif isinstance(policy, SearchedPolicy):
+        steps = list(policy.file.entries)
+    else:
+        return True
+    return any(get_op(s.op).kind == 'geometric' for s in steps)
+
+
+class PolicyAugment(BaseTransform):
+    """Apply an augmentation policy to each image: one chain of ops sampled per call.
+
+    The policy is built when the transform is (so a config with a bad name or file fails at
+    build time): a published policy (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``: one
+    sub-policy drawn uniformly per image, each step with its probability) or a policy file
+    (augment with probability ``apply_prob`` by ``ops_per_policy`` entries drawn from ``probs``).
+
+    Policy files with a trajectory follow the DDAS schedule by epoch: the current epoch is read
+    from mmengine's ``MessageHub`` (runtime info ``'epoch'``, kept by the runner's
+    ``RuntimeInfoHook``), the number of training epochs from ``train_epochs``, else from the hub's
+    ``'max_epochs'``. Outside a runner (no epoch in the hub) the final policy is used. Dataloader
+    workers see the hub as it was when they were started: with ``persistent_workers=True`` they
+    keep the first epoch's snapshot, so use ``persistent_workers=False`` (or
+    ``BatchPolicyAugment``) with scheduled policies.
+
+    Required Keys:
+
+    - img (np.uint8, (H, W, 3) or (H, W))
+    - gt_bboxes (BaseBoxes[torch.float32]) (optional)
+    - gt_bboxes_labels (np.int64) (optional)
+    - gt_ignore_flags (bool) (optional)
+
+    Modified Keys:
+
+    - img
+    - gt_bboxes
+    - gt_bboxes_labels
+    - gt_ignore_flags
+
+    Added Keys:
+
+    - homography_matrix (np.float32, 3x3; composed as M @ previous, identity when nothing moved)
+
+    Args:
+        policy: published policy name or policy-file path.
+        train_epochs: number of training epochs, for the schedule of a trajectory (default: the
+            runner's ``max_epochs``).
+        min_size: geometric ops drop boxes narrower or shorter than this (px).
+        min_visible: geometric ops drop boxes with less than this fraction left in the image.
+        channel_order: ``'bgr'`` (mmdet's default) or ``'rgb'``: the order of ``results['img']``.
+
+    Raises:
+        ValueError: unknown policy name, invalid policy file, bad arguments.
+        FileNotFoundError: the policy file does not exist.
+    """
+
+    def __init__(self, policy: str, train_epochs: Optional[int] = None, min_size: float = MIN_SIZE,
+                 min_visible: float = MIN_VISIBLE, channel_order: str = 'bgr') -> None:
+        self.policy_spec = policy
+        self.policy = build_policy(policy, train_epochs=train_epochs)
+        self.train_epochs = train_epochs
+        self.min_size = _check_number('PolicyAugment: min_size', min_size, 0.0)
+        self.min_visible = _check_number('PolicyAugment: min_visible', min_visible, 0.0, 1.0)
+        self.channel_order = _check_channel_order(channel_order)
+        self._moves_pixels = _policy_moves_pixels(self.policy)
+
+    def _epoch(self) -> Tuple[Optional[int], Optional[int]]:
+        if not self.policy.uses_epoch:
+            return None, None
+        hub = MessageHub.get_current_instance()
+        epoch = hub.get_info('epoch')
+        train_epochs = self.train_epochs if self.train_epochs is not None else hub.get_info('max_epochs')
+        return epoch, train_epochs
+
+    @autocast_box_type()
+    def transform(self, results: dict) -> dict:
+        """Sample a chain for this image and apply it; see the class doc for the keys."""
+        generator = _numpy_seeded_generator()
+        epoch, train_epochs = self._epoch()
+        if self._moves_pixels:  # checked on every call, not only when a geometric op is drawn
+            _reject_masks(results, f'PolicyAugment({self.policy_spec!r})')
+        chain = self.policy.sample_chain(generator, epoch, train_epochs)
+        # The chain draws its op parameters from a second generator seeded from the same source,
+        # so that its stream does not depend on how many numbers sampling the chain took.
+        return _apply(results, chain, box_prob=None, min_size=self.min_size, min_visible=self.min_visible,
+                      channel_order=self.channel_order, record_matrix=True)
+
+    def __repr__(self) -> str:
+        return (f'PolicyAugment(policy={self.policy_spec!r}, train_epochs={self.train_epochs}, '
+                f'min_size={self.min_size}, min_visible={self.min_visible}, '
+                f'channel_order={self.channel_order!r})')
+
+
+_register(PolicyAugment, 'PolicyAugment')
+
+__all__ = ['PREFIX', 'OP_TRANSFORMS', 'TableOpTransform', 'PolicyAugment'] + [
+    c.__name__ for c in OP_TRANSFORMS.values()]

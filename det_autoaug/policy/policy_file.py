@@ -1,0 +1,320 @@
+"""The policy file (schema ``det_autoaug.policy``, version 1): writing, reading, validation.
+
+A policy file is the JSON a searcher writes and :class:`~det_autoaug.policy.policy.SearchedPolicy`
+reads (see ``docs/architecture.md``, "Policy file (version 1)")::
+
+    {"schema": "det_autoaug.policy", "version": 1, "searcher": "ddas", "space": "det_default",
+     "entries": [{"op": "Rotate", "magnitude": 9.0, "level": 3.0}, ...],
+     "probs": [...], "apply_prob": 0.35, "ops_per_policy": 2,
+     "trajectory": [{"epoch": 0, "probs": [...], "apply_prob": 0.35}, ...],
+     "meta": {...}}
+
+Every problem is reported when the file is read (or before it is written), with the path and
+what was expected, so a training config fails at build time, not in a dataloader worker.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from ..ops.spaces import SpaceEntry
+from ..ops.table import MAX_LEVEL, get_op
+
+SCHEMA = 'det_autoaug.policy'
+VERSION = 1
+PROB_TOLERANCE = 1e-4
+
+PathLike = Union[str, 'os.PathLike[str]']
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One trajectory item: the policy after search epoch ``epoch``."""
+
+    epoch: int
+    probs: Tuple[float, ...]
+    apply_prob: float
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """A validated policy file.
+
+    Attributes:
+        searcher: which searcher wrote it (``'ddas'``, ...).
+        space: name of the search space the entries come from.
+        entries: the space's entries, op names resolved to table names.
+        probs: one probability per entry (sums to 1).
+        apply_prob: probability that an image is augmented at all.
+        ops_per_policy: entries drawn (with replacement) per augmented image.
+        trajectory: the per-epoch snapshots, in order (empty when the file has none).
+        meta: free-form metadata (creation time, config, iterations, ...).
+        path: where the file was read from (``None`` for one built in memory).
+    """
+
+    searcher: str
+    space: str
+    entries: Tuple[SpaceEntry, ...]
+    probs: Tuple[float, ...]
+    apply_prob: float
+    ops_per_policy: int
+    trajectory: Tuple[Snapshot, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    path: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON document, keys in the schema's order."""
+        doc: Dict[str, Any] = {
+            'schema': SCHEMA, 'version': VERSION, 'searcher': self.searcher, 'space': self.space,
+            'entries': [{'op': e.op, 'magnitude': e.magnitude, 'level': e.level} for e in self.entries],
+            'probs': list(self.probs), 'apply_prob': self.apply_prob, 'ops_per_policy': self.ops_per_policy,
+        }
+        if self.trajectory:
+            doc['trajectory'] = [{'epoch': s.epoch, 'probs': list(s.probs), 'apply_prob': s.apply_prob}
+                                 for s in self.trajectory]
+        doc['meta'] = {k: self.meta[k] for k in sorted(self.meta)}
+        return doc
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _where(path: Optional[str]) -> str:
+    return f'policy file {path}: ' if path else 'policy: '
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_probs(probs: Any, n: int, name: str, where: str) -> Tuple[float, ...]:
+    if not isinstance(probs, (list, tuple)):
+        raise ValueError(f'{where}{name} must be a list of {n} probabilities, got {type(probs).__name__}')
+    if len(probs) != n:
+        raise ValueError(f'{where}{name} has {len(probs)} values but there are {n} entries: expected one '
+                         'probability per entry')
+    for i, p in enumerate(probs):
+        if not _is_number(p) or p < 0:
+            raise ValueError(f'{where}{name}[{i}]={p!r} is invalid: expected a finite number >= 0')
+    total = float(sum(probs))
+    if abs(total - 1.0) > PROB_TOLERANCE:
+        raise ValueError(f'{where}{name} sums to {total:.6g}: expected 1 (tolerance {PROB_TOLERANCE:g})')
+    return tuple(float(p) for p in probs)
+
+
+def _check_apply_prob(value: Any, name: str, where: str) -> float:
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f'{where}{name}={value!r} is invalid: expected a probability in [0, 1]')
+    return float(value)
+
+
+def _check_entry(item: Any, i: int, where: str) -> SpaceEntry:
+    if isinstance(item, SpaceEntry):
+        item = {'op': item.op, 'magnitude': item.magnitude, 'level': item.level}
+    if not isinstance(item, Mapping) or 'op' not in item or 'magnitude' not in item:
+        raise ValueError(f'{where}entries[{i}]={item!r} is malformed: expected {{"op": str, '
+                         '"magnitude": number, "level": number or null}')
+    try:
+        spec = get_op(item['op']) if isinstance(item['op'], str) else None
+    except KeyError:
+        spec = None
+    if spec is None:
+        raise ValueError(f'{where}entries[{i}] has unknown op {item["op"]!r}: expected an op of '
+                         'det_autoaug.ops.table.OPS (see det_autoaug.available_ops())')
+    magnitude = item['magnitude']
+    lo, hi = spec.magnitude_range
+    if not _is_number(magnitude) or not lo - 1e-9 <= magnitude <= hi + 1e-9:
+        raise ValueError(f'{where}entries[{i}] ({spec.name}) has magnitude {magnitude!r} out of range: '
+                         f'expected a value in [{lo:g}, {hi:g}] ({spec.unit})')
+    level = item.get('level')
+    if level is not None and (not _is_number(level) or not 0.0 <= level <= MAX_LEVEL):
+        raise ValueError(f'{where}entries[{i}] ({spec.name}) has level {level!r}: expected null or a '
+                         f'number in [0, {MAX_LEVEL:g}]')
+    return SpaceEntry(spec.name, float(magnitude), None if level is None else float(level))
+
+
+def _check_trajectory(trajectory: Any, n: int, where: str) -> Tuple[Snapshot, ...]:
+    if trajectory is None:
+        return ()
+    if not isinstance(trajectory, (list, tuple)):
+        raise ValueError(f'{where}trajectory must be a list of {{"epoch", "probs", "apply_prob"}} items, '
+                         f'got {type(trajectory).__name__}')
+    snapshots = []
+    for i, item in enumerate(trajectory):
+        if isinstance(item, Snapshot):
+            item = {'epoch': item.epoch, 'probs': list(item.probs), 'apply_prob': item.apply_prob}
+        if not isinstance(item, Mapping) or not {'epoch', 'probs', 'apply_prob'} <= set(item):
+            raise ValueError(f'{where}trajectory[{i}] is malformed: expected an object with "epoch", '
+                             f'"probs" and "apply_prob", got {item!r:.200}')
+        epoch = item['epoch']
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f'{where}trajectory[{i}].epoch={epoch!r} is invalid: expected an int >= 0')
+        if snapshots and epoch < snapshots[-1].epoch:
+            raise ValueError(f'{where}trajectory[{i}].epoch={epoch} comes after epoch '
+                             f'{snapshots[-1].epoch}: expected non-decreasing epochs')
+        probs = _check_probs(item['probs'], n, f'trajectory[{i}].probs', where)
+        apply_prob = _check_apply_prob(item['apply_prob'], f'trajectory[{i}].apply_prob', where)
+        snapshots.append(Snapshot(epoch, probs, apply_prob))
+    return tuple(snapshots)
+
+
+def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
+    """Validate a policy-file document and return it as a :class:`PolicyFile`.
+
+    Args:
+        doc: the parsed JSON.
+        path: where it came from, for the error messages.
+
+    Raises:
+        ValueError: anything that does not follow the schema; the message names the path, the
+            field and what was expected.
+    """
+    where = _where(path)
+    if not isinstance(doc, Mapping):
+        raise ValueError(f'{where}expected a JSON object at the top level, got {type(doc).__name__}')
+    if doc.get('schema') != SCHEMA:
+        raise ValueError(f'{where}"schema" is {doc.get("schema")!r}: expected {SCHEMA!r} (is this a '
+                         'det_autoaug policy file?)')
+    if doc.get('version') != VERSION:
+        raise ValueError(f'{where}schema version mismatch: file has {doc.get("version")!r}, this '
+                         f'det_autoaug reads {VERSION}')
+    for key in ('searcher', 'space'):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise ValueError(f'{where}"{key}" is {doc.get(key)!r}: expected a non-empty string')
+    entries = doc.get('entries')
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(f'{where}"entries" must be a non-empty list of {{"op", "magnitude", "level"}}, '
+                         f'got {entries!r:.200}')
+    parsed = tuple(_check_entry(item, i, where) for i, item in enumerate(entries))
+    probs = _check_probs(doc.get('probs'), len(parsed), 'probs', where)
+    apply_prob = _check_apply_prob(doc.get('apply_prob'), 'apply_prob', where)
+    ops = doc.get('ops_per_policy', 2)
+    if isinstance(ops, bool) or not isinstance(ops, int) or ops < 1:
+        raise ValueError(f'{where}ops_per_policy={ops!r} is invalid: expected an int >= 1')
+    trajectory = _check_trajectory(doc.get('trajectory'), len(parsed), where)
+    meta = doc.get('meta') or {}
+    if not isinstance(meta, Mapping):
+        raise ValueError(f'{where}"meta" must be an object, got {type(meta).__name__}')
+    return PolicyFile(searcher=doc['searcher'], space=doc['space'], entries=parsed, probs=probs,
+                      apply_prob=apply_prob, ops_per_policy=ops, trajectory=trajectory, meta=dict(meta),
+                      path=path)
+
+
+# ----------------------------------------------------------------------------- I/O
+
+def load_policy_file(path: PathLike) -> PolicyFile:
+    """Read and validate a policy file.
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        The :class:`PolicyFile`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, or not a valid version-1 policy file (the message says why).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'policy file {path} does not exist')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'policy file {path} is not valid JSON: {e}') from None
+    return policy_from_dict(doc, path)
+
+
+def _plain(values: Any) -> list:
+    """A list of Python floats from a list, tuple, numpy array or tensor."""
+    if hasattr(values, 'tolist'):
+        values = values.tolist()
+    return [float(v) for v in values]
+
+
+def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequence[SpaceEntry],
+                     probs: Sequence[float], apply_prob: float, ops_per_policy: int = 2,
+                     trajectory: Optional[Sequence[Mapping[str, Any]]] = None,
+                     meta: Optional[Mapping[str, Any]] = None) -> PolicyFile:
+    """Validate a policy and write it as a version-1 policy file, atomically.
+
+    The document is validated first (the same checks as :func:`load_policy_file`), then written
+    to a temporary file in the same folder and renamed over ``path``, so a reader never sees a
+    half-written file. Keys are written in the schema's order (``meta`` sorted).
+
+    Args:
+        path: destination (parent folders are created).
+        searcher: searcher name (``'ddas'``).
+        space: search-space name.
+        entries: the space's entries, in order.
+        probs: one probability per entry, summing to 1 (list, array or tensor).
+        apply_prob: probability that an image is augmented, in ``[0, 1]``.
+        ops_per_policy: entries drawn per augmented image, >= 1.
+        trajectory: optional snapshots ``{'epoch', 'probs', 'apply_prob'}`` (as
+            :meth:`det_autoaug.search.core.DDASPolicy.snapshot` records them).
+        meta: optional JSON-serialisable metadata; ``created`` (UTC, ISO 8601) is added when absent.
+
+    Returns:
+        The written :class:`PolicyFile`.
+
+    Raises:
+        ValueError: invalid content, or ``meta`` that is not JSON-serialisable.
+    """
+    path = os.fspath(path)
+    meta = dict(meta or {})
+    meta.setdefault('created', datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    doc = {
+        'schema': SCHEMA, 'version': VERSION, 'searcher': searcher, 'space': space,
+        'entries': [e if isinstance(e, Mapping) else {'op': e.op, 'magnitude': float(e.magnitude),
+                                                      'level': e.level} for e in entries],
+        'probs': _plain(probs), 'apply_prob': float(apply_prob), 'ops_per_policy': ops_per_policy,
+        'trajectory': None if trajectory is None else [
+            {'epoch': t['epoch'], 'probs': _plain(t['probs']), 'apply_prob': float(t['apply_prob'])}
+            if isinstance(t, Mapping) else t for t in trajectory],
+        'meta': meta,
+    }
+    policy = policy_from_dict(doc, path)
+    try:
+        text = json.dumps(policy.to_dict(), indent=2, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'policy file {path}: meta is not JSON-serialisable ({e})') from None
+    folder = os.path.dirname(os.path.abspath(path))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.policy-', suffix='.json.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text + '\n')
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return policy
+
+
+def schedule_index(epoch: int, train_epochs: int, num_snapshots: int) -> int:
+    """Snapshot used by training epoch ``epoch``: ``floor(epoch / ((train_epochs + 0.1) / num_snapshots))``.
+
+    Args:
+        epoch: 0-based training epoch, ``0 <= epoch < train_epochs``.
+        train_epochs: number of training epochs, >= 1.
+        num_snapshots: number of snapshots in the trajectory, >= 1.
+
+    Raises:
+        ValueError: any argument out of range.
+    """
+    if num_snapshots < 1:
+        raise ValueError(f'num_snapshots={num_snapshots!r} is invalid: expected >= 1')
+    if isinstance(train_epochs, bool) or not isinstance(train_epochs, int) or train_epochs < 1:
+        raise ValueError(f'train_epochs={train_epochs!r} is invalid: expected an int >= 1')
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < train_epochs:
+        raise ValueError(f'epoch={epoch!r} is out of range: expected an int in [0, {train_epochs}) '
+                         '(is train_epochs the number of training epochs?)')
+    return min(int(math.floor(epoch / ((train_epochs + 0.1) / num_snapshots))), num_snapshots - 1)

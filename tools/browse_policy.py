@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Draw training samples next to their augmented versions, with boxes and labels, into a PNG.
+
+The target is one of:
+- a config (``.py``): its training dataset and pipeline (with its PolicyAugment / DA<op>
+  transforms), compared with the same pipeline without them;
+- a policy: a published name (``autoaug_det_v0`` .. ``autoaug_det_v3``) or a policy file,
+  applied with ``PolicyAugment`` to samples of the embedded digits dataset;
+- ``--op NAME --level L`` (no target needed): one op of the table at one level, always applied.
+
+Examples:
+    python tools/browse_policy.py autoaug_det_v0 --out v0.png
+    python tools/browse_policy.py configs/digits/retinanet_slim_digits_autoaug_v0.py --out cfg.png
+    python tools/browse_policy.py --op Rotate --level 10 --out rotate.png
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+AUGMENT_PREFIXES = ('PolicyAugment', 'DA')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('target', nargs='?', default=None, help='config file, policy name or policy file')
+    parser.add_argument('--out', required=True, help='PNG to write')
+    parser.add_argument('--data', default=None, help='embedded dataset folder (default: the cache folder)')
+    parser.add_argument('--n', type=int, default=12, help='number of samples (default 12)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the sample choice and the augmentation')
+    parser.add_argument('--op', default=None, help='apply this single op (table name or TF alias)')
+    parser.add_argument('--level', type=float, default=10.0, help='level of --op, 0..14 (default 10)')
+    parser.add_argument('--split', default='train', choices=('train', 'val', 'test'), help='digits split')
+    args = parser.parse_args(argv)
+    if (args.target is None) == (args.op is None):
+        parser.error('give exactly one of TARGET (config, policy name or file) and --op NAME')
+    if args.n < 1:
+        parser.error(f'--n {args.n}: expected a positive number')
+    return args
+
+
+def _is_augment(t: dict) -> bool:
+    return str(t.get('type', '')).startswith(AUGMENT_PREFIXES)
+
+
+def _without_pack(pipeline: List[dict]) -> List[dict]:
+    return [copy.deepcopy(t) for t in pipeline if t.get('type') != 'PackDetInputs']
+
+
+def digits_root(data: Optional[str]) -> Path:
+    """``data`` when it already holds a COCO-style digits set, else the (built on first use) cache."""
+    from det_autoaug.data.det_digits import ensure_det_digits
+    if data is not None and (Path(data) / 'train.json').is_file():
+        return Path(data)
+    return ensure_det_digits(data)
+
+
+def digits_dataset_cfg(data: Optional[str], split: str, pipeline: List[dict]) -> dict:
+    from det_autoaug.data.det_digits import CLASSES
+    root = digits_root(data)
+    return dict(type='CocoDataset', data_root=str(root) + '/', ann_file=f'{split}.json',
+                data_prefix=dict(img='images/'), metainfo=dict(classes=CLASSES),
+                filter_cfg=dict(filter_empty_gt=False), pipeline=pipeline)
+
+
+def build_pair(args: argparse.Namespace) -> Tuple[dict, dict, str]:
+    """Dataset configs ``(clean, augmented)`` and a title."""
+    load = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True)]
+    if args.op is not None:
+        from det_autoaug.ops.table import get_op
+        from det_autoaug.mmdet_plugins.transforms import PREFIX
+        name = get_op(args.op).name
+        aug = dict(type=PREFIX + name, level=args.level, prob=1.0)
+        return (digits_dataset_cfg(args.data, args.split, load),
+                digits_dataset_cfg(args.data, args.split, load + [aug]), f'{name} at level {args.level:g}')
+    target = args.target
+    if target.endswith('.py'):
+        from mmengine.config import Config
+        if not Path(target).is_file():
+            raise SystemExit(f'config {target} does not exist')
+        cfg = Config.fromfile(target)
+        dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+        if not Path(dataset.get('data_root') or '.').exists() or args.data is not None:
+            dataset['data_root'] = str(digits_root(args.data)) + '/'
+        pipeline = _without_pack(dataset.pop('pipeline'))
+        if not any(_is_augment(t) for t in pipeline):
+            raise SystemExit(f'{target}: the training pipeline has no PolicyAugment or DA<op> transform')
+        dataset.pop('filter_cfg', None)
+        clean = dict(dataset, pipeline=[t for t in pipeline if not _is_augment(t)])
+        return clean, dict(dataset, pipeline=pipeline), f'{Path(target).name}'
+    aug = dict(type='PolicyAugment', policy=target)
+    return (digits_dataset_cfg(args.data, args.split, load),
+            digits_dataset_cfg(args.data, args.split, load + [aug]), f'policy {target}')
+
+
+def _draw(ax, image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+          title: str) -> None:
+    from matplotlib.patches import Rectangle
+    ax.imshow(image_bgr[:, :, ::-1])
+    for (x1, y1, x2, y2), label in zip(boxes, labels):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor='lime', linewidth=1.2))
+        ax.text(x1, y1, str(classes[int(label)]), color='black', fontsize=7, va='bottom',
+                bbox=dict(facecolor='lime', edgecolor='none', pad=0.5))
+    ax.set_title(title, fontsize=7)
+    ax.set_axis_off()
+
+
+def _results(dataset, index: int, seed: int) -> dict:
+    # Transforms seed their generator from numpy's global one: same seed, same augmentation.
+    np.random.seed(seed)
+    import random
+    random.seed(seed)
+    out = dataset[index]
+    boxes = out['gt_bboxes']
+    boxes = boxes.tensor.numpy() if hasattr(boxes, 'tensor') else np.asarray(boxes)
+    return dict(img=out['img'], boxes=boxes.reshape(-1, 4), labels=np.asarray(out['gt_bboxes_labels']))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and the DA<op> transforms)
+    from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+
+    clean_cfg, aug_cfg, title = build_pair(args)
+    clean_cfg['pipeline'] = _without_pack(clean_cfg['pipeline'])
+    aug_cfg['pipeline'] = _without_pack(aug_cfg['pipeline'])
+    clean, augmented = DATASETS.build(clean_cfg), DATASETS.build(aug_cfg)
+    classes = clean.metainfo['classes']
+    rng = np.random.default_rng(args.seed)
+    indices = rng.choice(len(clean), size=min(args.n, len(clean)), replace=False)
+
+    pairs_per_row = 3
+    rows = math.ceil(len(indices) / pairs_per_row)
+    fig, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(2.2 * 2 * pairs_per_row, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, index in enumerate(indices):
+        seed = args.seed * 100003 + k
+        before, after = _results(clean, int(index), seed), _results(augmented, int(index), seed)
+        row, col = divmod(k, pairs_per_row)
+        _draw(axes[row, 2 * col], before['img'], before['boxes'], before['labels'], classes, f'#{index}')
+        _draw(axes[row, 2 * col + 1], after['img'], after['boxes'], after['labels'], classes,
+              f'augmented ({len(after["boxes"])}/{len(before["boxes"])} boxes)')
+    fig.suptitle(f'{title}: original | augmented (seed {args.seed})', fontsize=10)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f'wrote {out} ({len(indices)} samples)')
+
+
+if __name__ == '__main__':
+    main()
