@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from contextlib import contextmanager
+
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmengine.optim import OptimWrapper
+from mmengine.registry import HOOKS, OPTIM_WRAPPERS
 from mmengine.runner import Runner
 
 import det_autoaug  # noqa: F401  (registers the hook)
@@ -204,3 +207,51 @@ def test_colour_copy_keeps_every_box_and_label():
         assert torch.equal(before.gt_instances.labels, after.gt_instances.labels)
         assert torch.equal(before.gt_instances.bboxes.tensor, after.gt_instances.bboxes.tensor)
     assert not torch.equal(out['inputs'][0], batch['inputs'][0])
+
+
+@OPTIM_WRAPPERS.register_module(force=True)
+class ScaledLossOptimWrapper(OptimWrapper):
+    """What AmpOptimWrapper does, on the CPU: optional bfloat16 autocast, a static loss scale
+    applied in ``backward`` and removed in ``step`` (mmengine's own refuses to run without a GPU)."""
+
+    def __init__(self, scale: float = 1024.0, autocast: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.autocast = scale, autocast
+
+    @contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.autocast):
+            yield
+
+    def backward(self, loss, **kwargs) -> None:
+        (loss * self.scale).backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs) -> None:
+        for group in self.optimizer.param_groups:
+            for p in group['params']:
+                if p.grad is not None:
+                    p.grad.div_(self.scale)
+        super().step(**kwargs)
+
+
+def _one_epoch(digits, work_dir, optim_wrapper):
+    runner = Runner.from_cfg(_cfg(search_runner_cfg(digits, work_dir, max_epochs=1, optim_wrapper=optim_wrapper)))
+    runner.train()
+    return _search_hook(runner)
+
+
+def test_loss_scaling_as_in_amp_does_not_change_the_search(digits, tmp_path):
+    sgd = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4)
+    plain = _one_epoch(digits, tmp_path / 'plain', dict(type='OptimWrapper', optimizer=sgd))
+    scaled = _one_epoch(digits, tmp_path / 'scaled', dict(type='ScaledLossOptimWrapper', scale=1024.0, optimizer=sgd))
+    torch.testing.assert_close(scaled.policy.alpha, plain.policy.alpha, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(scaled.policy.beta, plain.policy.beta, rtol=1e-3, atol=1e-5)
+
+
+def test_search_runs_under_mixed_precision_autocast(digits, tmp_path):
+    hook = _one_epoch(digits, tmp_path, dict(type='ScaledLossOptimWrapper', scale=1024.0, autocast=True,
+                                             optimizer=dict(type='SGD', lr=0.01, momentum=0.9)))
+    assert hook.search_steps > 0
+    assert torch.isfinite(hook.policy.alpha).all() and torch.isfinite(hook.policy.beta).all()
+    assert max(hook.policy.probs().tolist()) > min(hook.policy.probs().tolist()), 'the policy never moved'
