@@ -45,16 +45,18 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "
 fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install -c "$root/constraints.txt" pip setuptools wheel
+# This machine's pip configuration may point at local package folders that do not exist in
+# every environment; pip then warns once per package. Those lines are noise: drop them.
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+pip install -c "$root/constraints.txt" pip setuptools wheel
 
 echo "[setup] torch and torchvision"
-"${pip[@]}" install -c "$root/constraints.txt" torch torchvision
+pip install -c "$root/constraints.txt" torch torchvision
 
 if ! "$venv/bin/python" -c "import mmcv.ops" 2>/dev/null; then
   if [ -n "$wheels" ] && ls "$wheels"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
     echo "[setup] mmcv from the wheel in $wheels"
-    "${pip[@]}" install -c "$root/constraints.txt" --find-links "$wheels" --only-binary mmcv mmcv
+    pip install -c "$root/constraints.txt" --find-links "$wheels" --only-binary mmcv mmcv
   else
     echo "[setup] no mmcv wheel given: building mmcv 2.1.0 from source with C++20 (about 25 minutes on 2 cores)"
     "$root/scripts/build_mmcv.sh" "$venv"
@@ -62,8 +64,8 @@ if ! "$venv/bin/python" -c "import mmcv.ops" 2>/dev/null; then
 fi
 
 echo "[setup] the rest of the stack and det_autoaug"
-"${pip[@]}" install -c "$root/constraints.txt" -r "$root/requirements.txt"
-"${pip[@]}" install -c "$root/constraints.txt" --no-deps -e "$root"
+pip install -c "$root/constraints.txt" -r "$root/requirements.txt"
+pip install -c "$root/constraints.txt" --no-deps -e "$root"
 "$venv/bin/python" -c "import det_autoaug, mmdet, mmcv.ops, kornia"
 echo "$want" > "$stamp"
 echo "[setup] done: $venv"
