@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Cost of a DDAS search step relative to a plain training step, same detector, same batches.
 
-Runs the slim RetinaNet of configs/digits/retinanet_slim_digits.py twice through mmengine's
-Runner for ``--iters`` iterations: once plainly, once with ``DDASSearchHook`` (K = ``--k``).
-The time of ``train_step`` is measured per iteration (data loading excluded, the first
-``--warmup`` iterations dropped) and the search step is broken down into the hook's phases.
+Runs the slim RetinaNet of configs/digits/retinanet_slim_digits.py through mmengine's Runner
+with ``DDASSearchHook`` (K = ``--k``), alternating a plain ``train_step`` and a search step on
+consecutive batches (``--iters`` of each), so that both are timed under the same machine load.
+Data loading is excluded, the first ``--warmup`` steps of each kind are dropped, and the search
+step is broken down into the hook's phases.
 
 The unavoidable work of a search step is K + 2 forward/backward passes (clean copy, K copies,
 validation batch) against 1 for a plain step; the target is a ratio <= 1.1 x (K + 2).
@@ -14,7 +15,6 @@ validation batch) against 1 for a plain step; the target is a ratio <= 1.1 x (K 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -36,27 +36,32 @@ def parse_args() -> argparse.Namespace:
 
 
 def run(cfg, iters: int, warmup: int):
+    """Alternate plain and search steps in one run, so both see the same machine load."""
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    class StepTimer(Hook):
-        priority = 'HIGHEST'
+    class Alternate(Hook):
+        priority = 'LOWEST'  # after DDASSearchHook.before_run has installed its search_step
 
-        def __init__(self):
-            self.times = []
+        def before_run(self, runner):
+            search = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook'][0]
+            plain_step, search_step = search._original_train_step, search.search_step
+            self.times = {'plain': [], 'search': []}
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            self.start = time.perf_counter()
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            self.times.append(time.perf_counter() - self.start)
+            def step(data, optim_wrapper):
+                kind = 'plain' if runner.iter % 2 == 0 else 'search'
+                start = time.perf_counter()
+                out = (plain_step if kind == 'plain' else search_step)(data, optim_wrapper=optim_wrapper)
+                self.times[kind].append(time.perf_counter() - start)
+                return out
+            runner.model.train_step = step
 
     runner = Runner.from_cfg(cfg)
-    timer = StepTimer()
-    runner.register_hook(timer, priority='HIGHEST')
+    timer = Alternate()
+    runner.register_hook(timer, priority='LOWEST')
     runner.train()
-    hooks = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook']
-    return timer.times[warmup:iters], (hooks[0] if hooks else None)
+    hook = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook'][0]
+    return timer.times['plain'][warmup:], timer.times['search'][warmup:], hook
 
 
 def main() -> None:
@@ -73,34 +78,30 @@ def main() -> None:
     base.train_dataloader.dataset.data_root = data_root
     base.train_dataloader.batch_size = args.batch
     base.train_dataloader.num_workers = 0
-    base.train_cfg = dict(type='IterBasedTrainLoop', max_iters=args.iters, val_interval=args.iters + 1)
+    base.train_dataloader.persistent_workers = False
+    base.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2 * args.iters, val_interval=2 * args.iters + 1)
     base.param_scheduler = []
     base.val_cfg = base.val_dataloader = base.val_evaluator = None
     base.test_cfg = base.test_dataloader = base.test_evaluator = None
     base.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10 ** 6, save_last=False)
     base.default_hooks.logger = dict(type='LoggerHook', interval=10 ** 6)
-    base.default_hooks.visualization = None
+    base.default_hooks.pop('visualization', None)
     base.log_level = 'WARNING'
     with tempfile.TemporaryDirectory() as tmp:
-        plain = copy.deepcopy(base)
-        plain.work_dir = f'{tmp}/plain'
-        search = copy.deepcopy(base)
-        search.work_dir = f'{tmp}/search'
-        search.custom_hooks = [dict(type='DDASSearchHook', space='det_default', num_policies=args.k,
-                                    val_fraction=0.2, snapshot_interval=args.iters)]
-        search.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-        plain.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-        plain_times, _ = run(plain, args.iters, args.warmup)
-        search_times, hook = run(search, args.iters, args.warmup)
-    t_plain, t_search = statistics.mean(plain_times), statistics.mean(search_times)
+        base.work_dir = tmp
+        base.custom_hooks = [dict(type='DDASSearchHook', space='det_default', num_policies=args.k,
+                                  val_fraction=0.2, snapshot_interval=args.iters)]
+        base.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        plain_times, search_times, hook = run(base, 2 * args.iters, args.warmup)
+    t_plain, t_search = statistics.median(plain_times), statistics.median(search_times)
     passes = args.k + 2
     print(f'\nslim RetinaNet, batch {args.batch}, device {args.device}, K = {args.k}, '
-          f'{len(plain_times)} timed iterations each')
+          f'{len(plain_times)} timed steps of each kind (medians)')
     print(f"{'step':<28}{'ms / iter':>12}{'x plain':>10}")
     print(f"{'plain train_step':<28}{1000 * t_plain:>12.1f}{1.0:>10.2f}")
     print(f"{'DDAS search_step':<28}{1000 * t_search:>12.1f}{t_search / t_plain:>10.2f}")
     print(f"{'target: 1.1 x (K + 2)':<28}{'':>12}{1.1 * passes:>10.2f}")
-    print(f"\nbreakdown of the search step (mean over all {hook.search_steps} steps, warm-up included)")
+    print(f"\nbreakdown of the search step (mean over all {hook.search_steps} search steps, warm-up included)")
     total = sum(hook.phase_seconds.values())
     for name, seconds in sorted(hook.phase_seconds.items(), key=lambda kv: -kv[1]):
         per_iter = seconds / hook.search_steps

@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--data', default=None, help='embedded dataset folder (default: the cache folder)')
     parser.add_argument('--seed', type=int, default=0, help='random seed of the run and of the dataset')
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--searcher', choices=('ddas', 'dada', 'daas'), default=None,
+                        help="searcher of the config's search hook (default: the config's, DDAS unless it says)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, as in mmdet tools/train.py')
     return parser.parse_args(argv)
@@ -54,12 +56,25 @@ def select_device(device: str) -> str:
     raise SystemExit(f"--device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
+def set_searcher(cfg, searcher: str) -> None:
+    """Set ``searcher`` on every DDASSearchHook in ``cfg.custom_hooks``."""
+    for hook in cfg.get('custom_hooks') or []:
+        if hook.get('type') == 'DDASSearchHook':
+            hook['searcher'] = searcher
+
+
 def print_policy(path: Path, top: int = 15) -> None:
     """Print the searched policy as a table, most probable entries first."""
     policy = json.loads(path.read_text())
+    if policy.get('subpolicies'):
+        print(f"\n{policy['searcher'].upper()} policy ({policy['space']}): top sub-policies")
+        for rank, sp in enumerate(policy['subpolicies'][:top], 1):
+            ops = ', '.join(f"{o['op']}(m={o['magnitude']:.3g}, p={o['prob']:.2f})" for o in sp['ops'])
+            print(f"{rank:>4}  {sp['prob']:.4f}  {ops}")
+        return
     entries, probs = policy['entries'], policy['probs']
     uniform = 1.0 / len(probs)
-    print(f"\nDDAS policy ({policy['space']}, {len(probs)} entries): an image is augmented with "
+    print(f"\n{policy['searcher'].upper()} policy ({policy['space']}, {len(probs)} entries): an image is augmented with "
           f"probability s = {policy['apply_prob']:.3f} by {policy['ops_per_policy']} entries drawn from p")
     print(f"{'rank':>4}  {'entry':<28} {'magnitude':>9}  {'p':>7}  {'p / uniform':>11}")
     order = sorted(range(len(probs)), key=lambda i: -probs[i])
@@ -105,6 +120,8 @@ def main(argv=None) -> None:
             if cfg.get(evaluator) is not None and 'ann_file' in cfg[evaluator]:
                 cfg[evaluator]['ann_file'] = data_root + Path(cfg[evaluator]['ann_file']).name
     cfg.merge_from_dict(options)
+    if args.searcher is not None:
+        set_searcher(cfg, args.searcher)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or str(ROOT / 'work_dirs' / config.stem)
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     if args.resume:

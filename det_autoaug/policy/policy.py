@@ -8,7 +8,9 @@ sample chains, both through a ``torch.Generator`` (a seeded run is reproducible)
 - :class:`SearchedPolicy` (a policy file): with probability ``apply_prob`` the image gets
   ``ops_per_policy`` entries drawn from ``probs`` with replacement, each with probability 1;
   otherwise the chain is empty. With a trajectory, training epoch ``e`` of ``train_epochs`` uses
-  snapshot ``floor(e / ((train_epochs + 0.1) / num_snapshots))`` (the DDAS schedule).
+  snapshot ``floor(e / ((train_epochs + 0.1) / num_snapshots))`` (the DDAS schedule). A file
+  with ``subpolicies`` (DADA, version 2) instead draws one sub-policy with its probability and
+  returns its ops, each with its own probability (the trajectory is then informational only).
 
 Applying a step (:func:`apply_chain_np`, :func:`apply_chains_torch`) draws, per image and in
 this order from the image's generator: for ops other than bbox-only ones, a uniform number
@@ -144,7 +146,7 @@ class SearchedPolicy(Policy):
 
     @property
     def uses_epoch(self) -> bool:
-        return bool(self._snapshots)
+        return bool(self._snapshots) and not self.file.subpolicies
 
     def distribution(self, epoch: Optional[int] = None,
                      train_epochs: Optional[int] = None) -> Tuple[Tensor, float]:
@@ -160,7 +162,14 @@ class SearchedPolicy(Policy):
 
     def sample_chain(self, generator: Optional[torch.Generator], epoch: Optional[int] = None,
                      train_epochs: Optional[int] = None) -> List[ChainStep]:
-        """Empty with probability ``1 - apply_prob``, else ``ops_per_policy`` entries with prob 1."""
+        """Empty with probability ``1 - apply_prob``, else ``ops_per_policy`` entries with prob 1.
+
+        With sub-policies: one drawn with its probability, its ops with their own probabilities.
+        """
+        if self.file.subpolicies:
+            weights = torch.tensor([sp.prob for sp in self.file.subpolicies], dtype=torch.float64)
+            index = int(torch.multinomial(weights, 1, generator=generator))
+            return [ChainStep(o.op, o.magnitude, o.prob) for o in self.file.subpolicies[index].ops]
         probs, apply_prob = self.distribution(epoch, train_epochs)
         if not float(torch.rand(1, generator=generator)) < apply_prob:
             return []
@@ -525,6 +534,10 @@ def to_mmdet_autoaugment(policy: Union[Policy, PolicySpec], top_k: int = 25,
     if isinstance(policy, PublishedPolicy):
         candidates = [(list(sub), 1.0) for sub in policy.sub_policies]
         limit, identity_weight = len(candidates), 0.0
+    elif isinstance(policy, SearchedPolicy) and policy.file.subpolicies:
+        candidates = [([ChainStep(o.op, o.magnitude, o.prob) for o in sp.ops], sp.prob)
+                      for sp in sorted(policy.file.subpolicies, key=lambda sp: -sp.prob)]
+        limit, identity_weight = top_k, 0.0
     elif isinstance(policy, SearchedPolicy):
         probs, apply_prob = policy.distribution()
         n, k = len(probs), policy.file.ops_per_policy

@@ -28,6 +28,10 @@ from ..ops.table import MAX_LEVEL, get_op
 
 SCHEMA = 'det_autoaug.policy'
 VERSION = 1
+#: Version of files holding "subpolicies" (version 1 plus that field, required). Version-1 readers
+#: ignore unknown keys, so such files carry another version number: an old reader then rejects
+#: them loudly instead of silently sampling the entries instead of the sub-policies.
+VERSION_SUBPOLICIES = 2
 PROB_TOLERANCE = 1e-4
 
 PathLike = Union[str, 'os.PathLike[str]']
@@ -40,6 +44,23 @@ class Snapshot:
     epoch: int
     probs: Tuple[float, ...]
     apply_prob: float
+
+
+@dataclass(frozen=True)
+class SubPolicyOp:
+    """One op of a sub-policy: ``op`` at ``magnitude``, applied with probability ``prob``."""
+
+    op: str
+    magnitude: float
+    prob: float
+
+
+@dataclass(frozen=True)
+class SubPolicy:
+    """A sub-policy drawn with probability ``prob``; its ops run in order, each with its own prob."""
+
+    prob: float
+    ops: Tuple[SubPolicyOp, ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,9 @@ class PolicyFile:
         trajectory: the per-epoch snapshots, in order (empty when the file has none).
         meta: free-form metadata (creation time, config, iterations, ...).
         path: where the file was read from (``None`` for one built in memory).
+        subpolicies: optional sub-policies (version 2, written by DADA): when present, an image
+            draws one sub-policy with its ``prob`` and applies its ops, each with its own
+            ``prob``; ``entries``/``probs``/``apply_prob`` then only summarise them.
     """
 
     searcher: str
@@ -67,17 +91,22 @@ class PolicyFile:
     trajectory: Tuple[Snapshot, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
     path: Optional[str] = None
+    subpolicies: Tuple[SubPolicy, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON document, keys in the schema's order."""
         doc: Dict[str, Any] = {
-            'schema': SCHEMA, 'version': VERSION, 'searcher': self.searcher, 'space': self.space,
+            'schema': SCHEMA, 'version': VERSION_SUBPOLICIES if self.subpolicies else VERSION,
+            'searcher': self.searcher, 'space': self.space,
             'entries': [{'op': e.op, 'magnitude': e.magnitude, 'level': e.level} for e in self.entries],
             'probs': list(self.probs), 'apply_prob': self.apply_prob, 'ops_per_policy': self.ops_per_policy,
         }
         if self.trajectory:
             doc['trajectory'] = [{'epoch': s.epoch, 'probs': list(s.probs), 'apply_prob': s.apply_prob}
                                  for s in self.trajectory]
+        if self.subpolicies:
+            doc['subpolicies'] = [{'prob': sp.prob, 'ops': [{'op': o.op, 'magnitude': o.magnitude, 'prob': o.prob}
+                                                            for o in sp.ops]} for sp in self.subpolicies]
         doc['meta'] = {k: self.meta[k] for k in sorted(self.meta)}
         return doc
 
@@ -163,6 +192,38 @@ def _check_trajectory(trajectory: Any, n: int, where: str) -> Tuple[Snapshot, ..
     return tuple(snapshots)
 
 
+def _check_subpolicies(subpolicies: Any, where: str) -> Tuple[SubPolicy, ...]:
+    if not isinstance(subpolicies, (list, tuple)) or not subpolicies:
+        raise ValueError(f'{where}"subpolicies" must be a non-empty list of {{"prob", "ops"}} objects, '
+                         f'got {subpolicies!r:.200}')
+    parsed = []
+    for i, item in enumerate(subpolicies):
+        if isinstance(item, SubPolicy):
+            item = {'prob': item.prob, 'ops': [vars(o) for o in item.ops]}
+        if not isinstance(item, Mapping) or not {'prob', 'ops'} <= set(item):
+            raise ValueError(f'{where}subpolicies[{i}] is malformed: expected an object with "prob" and "ops", '
+                             f'got {item!r:.200}')
+        prob = _check_apply_prob(item['prob'], f'subpolicies[{i}].prob', where)
+        ops = item['ops']
+        if not isinstance(ops, (list, tuple)) or not ops:
+            raise ValueError(f'{where}subpolicies[{i}].ops must be a non-empty list of {{"op", "magnitude", '
+                             f'"prob"}}, got {ops!r:.200}')
+        steps = []
+        for j, op in enumerate(ops):
+            if not isinstance(op, Mapping) or 'prob' not in op:
+                raise ValueError(f'{where}subpolicies[{i}].ops[{j}]={op!r:.200} is malformed: expected '
+                                 '{"op": str, "magnitude": number, "prob": number}')
+            entry = _check_entry({'op': op.get('op'), 'magnitude': op.get('magnitude')}, j,
+                                 f'{where}subpolicies[{i}].')
+            steps.append(SubPolicyOp(entry.op, entry.magnitude,
+                                     _check_apply_prob(op['prob'], f'subpolicies[{i}].ops[{j}].prob', where)))
+        parsed.append(SubPolicy(prob, tuple(steps)))
+    total = sum(sp.prob for sp in parsed)
+    if abs(total - 1.0) > PROB_TOLERANCE:
+        raise ValueError(f'{where}subpolicies probs sum to {total:.6g}: expected 1 (tolerance {PROB_TOLERANCE:g})')
+    return tuple(parsed)
+
+
 def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
     """Validate a policy-file document and return it as a :class:`PolicyFile`.
 
@@ -180,9 +241,16 @@ def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
     if doc.get('schema') != SCHEMA:
         raise ValueError(f'{where}"schema" is {doc.get("schema")!r}: expected {SCHEMA!r} (is this a '
                          'det_autoaug policy file?)')
-    if doc.get('version') != VERSION:
+    has_subpolicies = 'subpolicies' in doc
+    if doc.get('version') != (VERSION_SUBPOLICIES if has_subpolicies else VERSION):
+        if doc.get('version') == VERSION_SUBPOLICIES:
+            raise ValueError(f'{where}schema version mismatch: file has {VERSION_SUBPOLICIES}, this det_autoaug '
+                             f'reads {VERSION} (and {VERSION_SUBPOLICIES} only for files with "subpolicies")')
+        if doc.get('version') == VERSION and has_subpolicies:
+            raise ValueError(f'{where}"subpolicies" needs schema version {VERSION_SUBPOLICIES}, the file has '
+                             f'version {VERSION}')
         raise ValueError(f'{where}schema version mismatch: file has {doc.get("version")!r}, this '
-                         f'det_autoaug reads {VERSION}')
+                         f'det_autoaug reads {VERSION} (and {VERSION_SUBPOLICIES} for files with "subpolicies")')
     for key in ('searcher', 'space'):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise ValueError(f'{where}"{key}" is {doc.get(key)!r}: expected a non-empty string')
@@ -200,9 +268,10 @@ def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
     meta = doc.get('meta') or {}
     if not isinstance(meta, Mapping):
         raise ValueError(f'{where}"meta" must be an object, got {type(meta).__name__}')
+    subpolicies = _check_subpolicies(doc['subpolicies'], where) if has_subpolicies else ()
     return PolicyFile(searcher=doc['searcher'], space=doc['space'], entries=parsed, probs=probs,
                       apply_prob=apply_prob, ops_per_policy=ops, trajectory=trajectory, meta=dict(meta),
-                      path=path)
+                      path=path, subpolicies=subpolicies)
 
 
 # ----------------------------------------------------------------------------- I/O
@@ -242,8 +311,9 @@ def _plain(values: Any) -> list:
 def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequence[SpaceEntry],
                      probs: Sequence[float], apply_prob: float, ops_per_policy: int = 2,
                      trajectory: Optional[Sequence[Mapping[str, Any]]] = None,
-                     meta: Optional[Mapping[str, Any]] = None) -> PolicyFile:
-    """Validate a policy and write it as a version-1 policy file, atomically.
+                     meta: Optional[Mapping[str, Any]] = None,
+                     subpolicies: Optional[Sequence[Mapping[str, Any]]] = None) -> PolicyFile:
+    """Validate a policy and write it as a version-1 policy file (2 with sub-policies), atomically.
 
     The document is validated first (the same checks as :func:`load_policy_file`), then written
     to a temporary file in the same folder and renamed over ``path``, so a reader never sees a
@@ -260,6 +330,8 @@ def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequ
         trajectory: optional snapshots ``{'epoch', 'probs', 'apply_prob'}`` (as
             :meth:`det_autoaug.search.core.DDASPolicy.snapshot` records them).
         meta: optional JSON-serialisable metadata; ``created`` (UTC, ISO 8601) is added when absent.
+        subpolicies: optional ``[{"prob": p, "ops": [{"op", "magnitude", "prob"}, ...]}, ...]``
+            (probs summing to 1); the file then has version 2 and is sampled by sub-policy.
 
     Returns:
         The written :class:`PolicyFile`.
@@ -280,6 +352,11 @@ def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequ
             if isinstance(t, Mapping) else t for t in trajectory],
         'meta': meta,
     }
+    if subpolicies is not None:
+        doc['version'] = VERSION_SUBPOLICIES
+        doc['subpolicies'] = [dict(sp, ops=[dict(o, magnitude=float(o['magnitude']), prob=float(o['prob']))
+                                            for o in sp['ops']], prob=float(sp['prob']))
+                              if isinstance(sp, Mapping) else sp for sp in subpolicies]
     policy = policy_from_dict(doc, path)
     try:
         text = json.dumps(policy.to_dict(), indent=2, allow_nan=False)

@@ -1,4 +1,10 @@
-"""``DDASSearchHook``: DDAS policy search while an MMEngine runner trains a detector.
+"""``DDASSearchHook``: augmentation policy search while an MMEngine runner trains a detector.
+
+The hook is the search context of :mod:`det_autoaug.search.searchers`: it offers the primitives
+(loss and gradient into a buffer slot, hard and differentiable augmentation, a model step with
+given gradient coefficients, perturbed weights, validation batches) and the searcher selected by
+``searcher='ddas'|'dada'|'daas'`` decides what one step does. DDAS is the default; its step is
+the one below, unchanged.
 
 How the hook takes over the training step: in ``before_run`` it replaces the model's
 ``train_step`` by :meth:`DDASSearchHook.search_step` (a step wrapper) and restores it in
@@ -44,8 +50,8 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.spaces import get_space
-from .core import DDASPolicy
-from .batch_augment import augment_batch
+from .searchers import SEARCHERS, build_searcher
+from .searchers.base import SearchContextMixin
 from .grad_buffers import FlatGradBuffers
 
 # Pipeline transforms dropped from the training pipeline to make the default validation
@@ -62,7 +68,7 @@ def default_val_pipeline(train_pipeline: Sequence[dict]) -> List[dict]:
 
 
 @HOOKS.register_module()
-class DDASSearchHook(Hook):
+class DDASSearchHook(SearchContextMixin, Hook):
     """Search an augmentation policy with DDAS while the runner trains.
 
     Args:
@@ -88,6 +94,11 @@ class DDASSearchHook(Hook):
         log_top: number of most probable entries logged.
         min_size: box drop rule for the augmented copies (px).
         min_visible: box drop rule for the augmented copies (visible fraction).
+        searcher: ``'ddas'`` (default), ``'dada'`` or ``'daas'`` (:mod:`det_autoaug.search.searchers`).
+            DDAS reads ``num_policies`` .. ``explore_ratio``; DAAS reads ``ops_per_policy``,
+            ``init_apply_prob``, ``lr_alpha`` and ``lr_beta``; DADA none of them.
+        searcher_cfg: keyword arguments of the searcher, overriding the fields above (e.g.
+            ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS).
     """
 
     priority = 'NORMAL'
@@ -98,7 +109,8 @@ class DDASSearchHook(Hook):
                  val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
                  policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
                  snapshot_interval: Union[str, int] = 'epoch', seed: int = 0, bgr_inputs: bool = True,
-                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> None:
+                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
+                 searcher: str = 'ddas', searcher_cfg: Optional[dict] = None) -> None:
         self.entries = get_space(space)
         if val_dataloader is None and not 0.0 < float(val_fraction) < 1.0:
             raise ValueError(f'val_fraction={val_fraction!r}: expected a number in (0, 1), or a val_dataloader')
@@ -113,13 +125,30 @@ class DDASSearchHook(Hook):
                 raise ValueError(f'{name}={value!r}: expected a non-empty file name')
         if int(log_top) < 1:
             raise ValueError(f'log_top={log_top!r}: expected a positive integer')
-        # DDASPolicy validates the remaining hyper-parameters (it raises ValueError naming them).
-        self.policy_kwargs = dict(num_entries=len(self.entries), num_policies=num_policies,
-                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob,
-                                  lr_alpha=lr_alpha, lr_beta=lr_beta, explore_ratio=explore_ratio)
-        self.policy = DDASPolicy(**self.policy_kwargs)
+        if not isinstance(searcher, str) or searcher not in SEARCHERS:
+            raise ValueError(f'searcher={searcher!r} is unknown: expected one of {sorted(SEARCHERS)}')
+        if searcher_cfg is not None and not isinstance(searcher_cfg, dict):
+            raise ValueError(f'searcher_cfg must be a dict of searcher keyword arguments, got {searcher_cfg!r}')
+        # The hook's DDAS fields are the defaults of the searchers that share them; searcher_cfg
+        # overrides them. The searchers validate their hyper-parameters (ValueError naming them).
+        shared = dict(ddas=dict(num_policies=num_policies, ops_per_policy=ops_per_policy,
+                                init_apply_prob=init_apply_prob, lr_alpha=lr_alpha, lr_beta=lr_beta,
+                                explore_ratio=explore_ratio),
+                      daas=dict(ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob, lr_alpha=lr_alpha,
+                                lr_beta=lr_beta),
+                      dada=dict())[searcher]
+        self.searcher_name = searcher
+        self.searcher_cfg = dict(shared, **(searcher_cfg or {}))
+        try:
+            self.searcher = build_searcher(searcher, self.entries, self.searcher_cfg)
+        except ValueError as e:
+            if searcher == 'ddas':  # DDASPolicy's own message names init_tp, num_policies, ...
+                raise
+            raise ValueError(f'DDASSearchHook(searcher={searcher!r}): {e}') from None
+        # ``policy``: the learned state (DDASPolicy for DDAS and DAAS, the searcher itself for DADA)
+        self.policy = getattr(self.searcher, 'policy', self.searcher)
+        self.num_policies = int(getattr(self.searcher, 'num_policies', 1))
         self.space = space
-        self.num_policies = int(num_policies)
         self.val_fraction = float(val_fraction)
         self.val_dataloader_cfg = val_dataloader
         self.val_pipeline = val_pipeline
@@ -149,7 +178,7 @@ class DDASSearchHook(Hook):
         model = runner.model
         self.module = model.module if is_model_wrapper(model) else model
         self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.buffers = FlatGradBuffers(self.params, self.num_policies + 2)
+        self.buffers = FlatGradBuffers(self.params, self.searcher.num_grad_slots)
         self.device = self.params[0].device
         self._runner_model = model
         self._original_train_step = model.train_step
@@ -191,9 +220,9 @@ class DDASSearchHook(Hook):
         if hasattr(self, '_original_train_step'):
             runner.model.train_step = self._original_train_step
 
-    # ------------------------------------------------------------------ the step
+    # ------------------------------------------------------------------ search-context primitives
     @contextmanager
-    def _phase(self, name: str):
+    def phase(self, name: str):
         """Accumulate wall time per phase of the step (read by benchmarks/bench_search.py)."""
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
@@ -203,78 +232,80 @@ class DDASSearchHook(Hook):
             torch.cuda.synchronize(self.device)
         self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - start
 
-    def _loss_grad(self, batch: dict, optim_wrapper, slot: int) -> Dict[str, torch.Tensor]:
-        model = self._runner_model
-        with self._phase('model passes'):
-            with optim_wrapper.optim_context(model):
-                data = self.module.data_preprocessor(batch, training=True)
-                losses = model._run_forward(data, mode='loss')
-            loss, log_vars = self.module.parse_losses(losses)
-            optim_wrapper.backward(loss)
-        with self._phase('gradient buffers'):
-            self.buffers.store(slot, self.params)
-            optim_wrapper.zero_grad()
+    def train_loss_grad(self, batch: dict) -> Dict[str, torch.Tensor]:
+        """Forward and backward through the runner's (possibly DDP-wrapped) model."""
+        model, optim_wrapper = self._runner_model, self._optim_wrapper
+        with optim_wrapper.optim_context(model):
+            data = self.module.data_preprocessor(batch, training=True)
+            losses = model._run_forward(data, mode='loss')
+        loss, log_vars = self.module.parse_losses(losses)
+        optim_wrapper.backward(loss)
         return log_vars
 
-    def _next_val_batch(self) -> dict:
+    def forward_loss(self, batch: dict):
+        with self._optim_wrapper.optim_context(self.module):
+            data = self.module.data_preprocessor(batch, training=True)
+            losses = self.module._run_forward(data, mode='loss')
+        return self.module.parse_losses(losses)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._optim_wrapper.backward(loss)
+
+    def optimizer_step(self) -> None:
+        self._optim_wrapper.step()
+
+    def zero_grad(self) -> None:
+        self._optim_wrapper.zero_grad()
+
+    def lr(self) -> float:
+        return float(self._optim_wrapper.get_lr()['lr'][0])
+
+    def loss_scale(self) -> float:
+        scaler = getattr(self._optim_wrapper, 'loss_scaler', None)
+        return float(scaler.get_scale()) if scaler is not None and hasattr(scaler, 'get_scale') else 1.0
+
+    def next_val_batch(self) -> dict:
         if len(self._val_order) < self.val_batch_size:
             self._val_order += torch.randperm(len(self.val_dataset), generator=self.val_gen).tolist()
         idx, self._val_order = self._val_order[:self.val_batch_size], self._val_order[self.val_batch_size:]
         return pseudo_collate([self.val_dataset[i] for i in idx])
 
+    # ------------------------------------------------------------------ the step
     def search_step(self, data: dict, optim_wrapper) -> Dict[str, torch.Tensor]:
-        """One DDAS step; replaces ``model.train_step`` (same signature and return value)."""
+        """One search step of the searcher; replaces ``model.train_step`` (same signature and return value)."""
         start = time.perf_counter()
-        k = self.num_policies
-        proposal = self.policy.sample(k, self.policy_gen)
-        log_vars = self._loss_grad(data, optim_wrapper, 0)
-        for i, entries in enumerate(proposal.entries.tolist()):
-            chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries]
-            with self._phase('augmentation'):
-                copy_batch = augment_batch(data, chain, self.aug_gen, self.device, self.bgr_inputs,
-                                           **self.filter_kwargs)
-            self._loss_grad(copy_batch, optim_wrapper, i + 1)
-        with self._phase('gradient buffers'):
-            coefficients = self.policy.model_grad_coefficients(proposal)
-            self.buffers.combine_into_grads(coefficients.to(self.device), list(range(k + 1)), self.params)
-        with self._phase('optimizer step'):
-            optim_wrapper.step()
-            optim_wrapper.zero_grad()
-        with self._phase('validation data'):
-            val_batch = self._next_val_batch()
-        self._loss_grad(val_batch, optim_wrapper, k + 1)
-        with self._phase('inner products'):
-            dots = self.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
-        with self._phase('policy update'):
-            stats = self.policy.update(proposal, dots[1:], dots[0])
-            self._log(stats)
+        self._optim_wrapper = optim_wrapper
+        log_vars = self.searcher.step(self, data, optim_wrapper)
+        with self.phase('policy update'):
+            self._log()
         self.search_seconds += time.perf_counter() - start
         self.search_steps += 1
         return log_vars
 
-    def _log(self, stats: dict) -> None:
+    def _log(self) -> None:
         hub = MessageHub.get_current_instance()
-        probs = self.policy.probs().detach()
-        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
-        hub.update_scalar('train/ddas_apply_prob', float(self.policy.apply_prob().detach()))
-        hub.update_scalar('train/ddas_entropy', entropy)
-        hub.update_scalar('train/ddas_policy_loss', float(stats.get('loss', 0.0)))
-        for rank, idx in enumerate(probs.argsort(descending=True)[:self.log_top].tolist()):
-            hub.update_info(f'ddas_top{rank + 1}', f'{self.entries[idx].label}={float(probs[idx]):.4f}')
-            hub.update_scalar(f'train/ddas_top{rank + 1}_prob', float(probs[idx]))
+        scalars, infos = self.searcher.log_items(self.log_top)
+        for key, value in scalars.items():
+            if not key.split('/', 1)[-1].startswith(f'{self.searcher.name}_top'):
+                hub.update_scalar(key, value)
+        for key, value in infos.items():
+            hub.update_info(key, value)
+            top_key = f'train/{key}_prob'
+            if top_key in scalars:
+                hub.update_scalar(top_key, scalars[top_key])
 
     # ------------------------------------------------------------------ snapshots, checkpoints, output
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.snapshot_interval != 'epoch' and self.every_n_train_iters(runner, self.snapshot_interval):
-            self.policy.snapshot(runner.iter + 1)
+            self.searcher.snapshot(runner.iter + 1)
 
     def after_train_epoch(self, runner) -> None:
         if self.snapshot_interval == 'epoch':
-            self.policy.snapshot(runner.epoch + 1)
+            self.searcher.snapshot(runner.epoch + 1)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['ddas_search'] = dict(
-            policy=self.policy.state_dict(), policy_gen=self.policy_gen.get_state(),
+            searcher=self.searcher.name, policy=self.searcher.state_dict(), policy_gen=self.policy_gen.get_state(),
             aug_gen=self.aug_gen.get_state(), val_gen=self.val_gen.get_state(),
             val_order=list(self._val_order), search_seconds=self.search_seconds,
             search_steps=self.search_steps)
@@ -285,7 +316,10 @@ class DDASSearchHook(Hook):
             print_log('DDASSearchHook: the checkpoint holds no search state; the search starts afresh',
                       logger='current', level=30)
             return
-        self.policy.load_state_dict(state['policy'])
+        if state.get('searcher', 'ddas') != self.searcher.name:
+            raise ValueError(f"the checkpoint holds a {state.get('searcher', 'ddas')!r} search state but this hook "
+                             f'runs searcher={self.searcher.name!r}')
+        self.searcher.load_state_dict(state['policy'])
         self._pending_gen_states = state
 
     def before_train(self, runner) -> None:
@@ -301,8 +335,8 @@ class DDASSearchHook(Hook):
 
     def after_train(self, runner) -> None:
         last = runner.epoch if self.snapshot_interval == 'epoch' else runner.iter
-        if not self.policy.trajectory or self.policy.trajectory[-1]['epoch'] != last:
-            self.policy.snapshot(last)  # the final update is always recorded (REFERENCE note d)
+        if not self.searcher.trajectory or self.searcher.trajectory[-1]['epoch'] != last:
+            self.searcher.snapshot(last)  # the final update is always recorded (REFERENCE note d)
         if not is_main_process():
             return
         work_dir = Path(runner.work_dir)
@@ -316,28 +350,24 @@ class DDASSearchHook(Hook):
     def write_policy(self, path: Path, meta: Optional[dict] = None) -> None:
         """Write the current policy and its trajectory in the policy-file schema."""
         from ..policy.policy_file import save_policy_file
-        save_policy_file(path, searcher='ddas', space=self.space, entries=self.entries,
-                         probs=self.policy.probs().detach().tolist(), apply_prob=float(self.policy.apply_prob().detach()),
-                         ops_per_policy=self.policy_kwargs['ops_per_policy'],
-                         trajectory=self.policy.trajectory, meta=meta)
+        save_policy_file(path, space=self.space, meta=meta, **self.searcher.export())
 
     def plot(self, path: Path) -> None:
-        """Plot every entry's probability and s over the snapshots."""
+        """Plot every entry's (DADA: op's) probability and the apply probability over the snapshots."""
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        traj = self.policy.trajectory
-        steps = [t['epoch'] for t in traj]
-        probs = torch.tensor([t['probs'] for t in traj])
+        steps, labels, probs, apply_probs = self.searcher.plot_series()
+        probs = torch.tensor(probs, dtype=torch.float64).reshape(len(steps), len(labels))
         fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(12, 4.5))
-        top = probs[-1].argsort(descending=True)[:8].tolist()
+        top = probs[-1].argsort(descending=True)[:8].tolist() if len(steps) else []
         for i in range(probs.shape[1]):
             ax_p.plot(steps, probs[:, i], lw=1.8 if i in top else 0.6, alpha=1.0 if i in top else 0.35,
-                      label=self.entries[i].label if i in top else None)
+                      label=labels[i] if i in top else None)
         ax_p.set_xlabel('snapshot (epoch)' if self.snapshot_interval == 'epoch' else 'iteration')
-        ax_p.set_ylabel('p (softmax of alpha)')
+        ax_p.set_ylabel('p (softmax of alpha)' if self.searcher.name != 'dada' else 'op share of the sub-policies')
         ax_p.legend(fontsize=7)
-        ax_s.plot(steps, [t['apply_prob'] for t in traj], color='k')
+        ax_s.plot(steps, apply_probs, color='k')
         ax_s.set_ylabel('s = P(augment)')
         ax_s.set_xlabel(ax_p.get_xlabel())
         fig.tight_layout()

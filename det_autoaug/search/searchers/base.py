@@ -1,0 +1,355 @@
+"""The searcher interface and the primitives a search context offers to every searcher.
+
+A *searcher* (DDAS, DADA, DAAS) owns its learned state and optimisers and decides what one
+search step does; a *search context* owns the model, the optimiser, the data and the random
+generators and offers the primitives below. ``DDASSearchHook`` is the context inside an
+MMEngine runner; :class:`TorchSearchContext` is a plain-torch one (toy problems, tests).
+
+Primitives (:class:`SearchContextMixin`, on top of five model-specific methods a context
+implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, ``lr``):
+
+- ``loss_grad(batch, slot)``: loss and gradient of a batch, the flat gradient stored in
+  ``buffers`` row ``slot`` (the grads are then zeroed);
+- ``augment(batch, chain)``: a copy of the batch with a chain of ``(op, magnitude)`` applied
+  (hard, uint8 as a dataloader yields it);
+- ``augment_differentiable(batch, steps, seed)``: float copy whose pixels depend on each step's
+  magnitude tensor and gate tensor through autograd (straight-through for non-smooth ops);
+- ``model_step(coefficients, slots)``: write ``sum_k c_k buf[slots[k]]`` into the grads and step
+  the model optimiser;
+- ``perturbed(slot, scale)``: a context manager in which the parameters are
+  ``theta + scale * buf[slot]`` (restored exactly on exit);
+- ``next_val_batch()``; ``forward_loss(batch)`` (a loss with its graph, no backward);
+  ``all_reduce_mean(tensors)`` (average over DDP ranks; identity without a process group);
+  ``draw_seed()`` (a seed from the augmentation generator, so an augmentation can be replayed).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ...ops.boxes import MIN_SIZE, MIN_VISIBLE
+from ...ops.params import sample_params
+from ...ops.spaces import SpaceEntry
+from ...ops.torch_ops import apply_op
+from ..batch_augment import _instance_boxes, _set_instances, augment_batch
+from ..grad_buffers import FlatGradBuffers
+
+#: One step of a differentiable chain: ``(op, magnitude, gate)``. ``magnitude`` is a 0-d float
+#: tensor (may require grad); ``gate`` a 0-d or ``(B,)`` tensor whose forward value is 0 or 1
+#: (a straight-through relaxed decision) or ``None`` (always applied).
+DiffStep = Tuple[str, Tensor, Optional[Tensor]]
+
+
+class Searcher:
+    """Base class of the searchers: learned state, one step, trajectory, export, checkpoint.
+
+    Subclasses set ``name`` and ``num_grad_slots`` (rows of the context's gradient buffers the
+    step needs) and implement :meth:`step`, :meth:`snapshot`, :meth:`export`,
+    :meth:`state_dict`, :meth:`load_state_dict` and :meth:`log_scalars`.
+    """
+
+    name: str = ''
+    num_grad_slots: int = 1
+
+    def step(self, ctx: 'SearchContextMixin', data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+        """One search step on the training batch ``data``; returns the model's log variables."""
+        raise NotImplementedError
+
+    def snapshot(self, epoch: int) -> None:
+        raise NotImplementedError
+
+    def export(self) -> Dict[str, Any]:
+        """Keyword arguments of :func:`det_autoaug.policy.policy_file.save_policy_file` (less path,
+        space and meta): ``searcher``, ``entries``, ``probs``, ``apply_prob``, ``ops_per_policy``,
+        ``trajectory`` and, for sub-policy searchers, ``subpolicies``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def log_scalars(self) -> Dict[str, float]:
+        """Scalars for the logger (``train/<name>_<key>``)."""
+        return {}
+
+    def plot_series(self) -> Tuple[List[int], List[str], List[List[float]], List[float]]:
+        """``(steps, labels, probs per snapshot, apply_prob per snapshot)`` for the hook's plot."""
+        raise NotImplementedError
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f'{name} must be a number > 0, got {value!r}')
+    return float(value)
+
+
+def select_images(clean: dict, augmented: dict, mask: Sequence[bool]) -> dict:
+    """Per image, the augmented copy where ``mask`` is True and the clean one elsewhere.
+
+    Both batches come from the same batch (``augmented = augment(clean, ...)``); inputs are
+    lists of ``(C, H, W)`` tensors or a stacked ``(B, C, H, W)`` tensor.
+    """
+    mask = [bool(m) for m in mask]
+    stacked = isinstance(clean['inputs'], Tensor)
+    inputs = [a if m else c.to(a.device, a.dtype) for c, a, m in zip(clean['inputs'], augmented['inputs'], mask)]
+    out = dict(clean)
+    out['inputs'] = torch.stack(inputs) if stacked else inputs
+    samples_a, samples_c = augmented.get('data_samples'), clean.get('data_samples')
+    if samples_a is not None and samples_c is not None:
+        out['data_samples'] = [a if m else c for c, a, m in zip(samples_c, samples_a, mask)]
+    return out
+
+
+def augment_batch_differentiable(data_batch: dict, steps: Sequence[DiffStep], generator: torch.Generator,
+                                 device: Union[torch.device, str] = 'cpu', bgr: bool = True,
+                                 min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> dict:
+    """:func:`det_autoaug.search.batch_augment.augment_batch` with float images and autograd.
+
+    Each step maps the images ``x`` to ``x + gate * (op(x, magnitude) - x)``: with a gate whose
+    forward value is 1 the op's output, with 0 the input, and in both cases a gradient to the gate
+    equal to ``op(x) - x``; the magnitude gets the op's autograd or straight-through gradient.
+    Boxes follow the op only for images whose gate is 1 (``> 0.5``).
+
+    Args:
+        data_batch: as for ``augment_batch``; not modified.
+        steps: ``(op, magnitude, gate)`` triples (:data:`DiffStep`), applied in order.
+        generator: source of the ops' random parameters (replay a draw with the same seed).
+        device: where the images are augmented.
+        bgr: inputs are BGR; the ops see RGB.
+        min_size: box drop rule (px).
+        min_visible: box drop rule (visible fraction).
+
+    Returns:
+        A new batch dict with float images on the 0..255 scale (list or stacked as the input).
+    """
+    stacked = isinstance(data_batch['inputs'], Tensor)
+    inputs: List[Tensor] = [img.to(device) for img in data_batch['inputs']]
+    samples = data_batch.get('data_samples')
+    with_boxes = bool(samples) and hasattr(samples[0], 'gt_instances')
+    if with_boxes:
+        samples = [s.clone() for s in samples]
+    groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
+    for i, img in enumerate(inputs):
+        groups[tuple(img.shape)].append(i)
+    out_inputs: List[Tensor] = [img.float() for img in inputs]
+    for shape, idx in groups.items():
+        images = torch.stack([inputs[i] for i in idx]).float()
+        if bgr and images.shape[1] == 3:
+            images = images.flip(1)
+        if with_boxes:
+            boxes, n_gts = zip(*[_instance_boxes(samples[i]) for i in idx])
+        else:
+            boxes, n_gts = [torch.zeros(0, 4) for _ in idx], [0] * len(idx)
+        boxes = [b.to(device=device, dtype=torch.float32) for b in boxes]
+        keeps = [torch.ones(len(b), dtype=torch.bool, device=device) for b in boxes]
+        index = torch.tensor(idx, device=device)
+        for op, magnitude, gate in steps:
+            params = sample_params(op, len(idx), shape[-2], shape[-1], boxes, generator=generator, device=device)
+            result = apply_op(op, images, boxes, magnitude, params, min_size=min_size, min_visible=min_visible)
+            if gate is None:
+                g = torch.ones(len(idx), device=device)
+            else:
+                g = gate.to(device).reshape(-1)
+                g = g.expand(len(idx)) if g.numel() == 1 else g[index]
+            images = images + g.view(-1, 1, 1, 1).to(images.dtype) * (result.images - images)
+            for j, applied in enumerate((g.detach() > 0.5).tolist()):
+                if applied:
+                    keeps[j] = keeps[j].clone()
+                    keeps[j][keeps[j].nonzero().squeeze(1)] = result.keep[j].to(device)
+                    boxes[j] = result.boxes[j]
+        if bgr and images.shape[1] == 3:
+            images = images.flip(1)
+        for j, i in enumerate(idx):
+            out_inputs[i] = images[j]
+            if with_boxes:
+                _set_instances(samples[i], boxes[j], keeps[j], n_gts[j])
+    out = dict(data_batch)
+    out.update(inputs=torch.stack(out_inputs) if stacked else out_inputs, data_samples=samples)
+    return out
+
+
+class SearchContextMixin:
+    """The generic primitives; a context sets the attributes and implements the abstract methods.
+
+    Attributes a context sets: ``params`` (trainable parameters), ``buffers``
+    (:class:`FlatGradBuffers`), ``device``, ``aug_gen`` (rank-specific augmentation generator),
+    ``policy_gen`` (identical on every rank), ``bgr_inputs``, ``filter_kwargs``,
+    ``phase_seconds``.
+    """
+
+    params: List[torch.nn.Parameter]
+    buffers: FlatGradBuffers
+    device: torch.device
+    aug_gen: torch.Generator
+    policy_gen: torch.Generator
+    bgr_inputs: bool
+    filter_kwargs: Dict[str, float]
+
+    # -- model-specific (implemented by the context) ----------------------------------------
+    def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``(loss, log_vars)`` of a batch in training mode, with its graph (no backward).
+
+        Runs the unwrapped model: no DDP gradient synchronisation is armed, so the caller may
+        differentiate with respect to anything (augmentation parameters) with ``autograd.grad``.
+        """
+        raise NotImplementedError
+
+    def backward(self, loss: Tensor) -> None:
+        raise NotImplementedError
+
+    def optimizer_step(self) -> None:
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        raise NotImplementedError
+
+    def lr(self) -> float:
+        """The model optimiser's current learning rate (first parameter group)."""
+        raise NotImplementedError
+
+    def loss_scale(self) -> float:
+        """Factor the stored gradients carry (AMP loss scaling); 1 without one."""
+        return 1.0
+
+    def next_val_batch(self) -> dict:
+        raise NotImplementedError
+
+    def train_loss_grad(self, batch: dict) -> Dict[str, Tensor]:
+        """Forward and backward of the training loss (grads synchronised across ranks)."""
+        loss, log_vars = self.forward_loss(batch)
+        self.backward(loss)
+        return log_vars
+
+    # -- generic primitives -------------------------------------------------------------------
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        yield
+
+    def loss_grad(self, batch: dict, slot: int) -> Dict[str, Tensor]:
+        """Loss and gradient of ``batch``; the flat gradient goes to buffer row ``slot``."""
+        with self.phase('model passes'):
+            log_vars = self.train_loss_grad(batch)
+        with self.phase('gradient buffers'):
+            self.buffers.store(slot, self.params)
+            self.zero_grad()
+        return log_vars
+
+    def augment(self, batch: dict, chain: Sequence[Tuple[str, float]]) -> dict:
+        with self.phase('augmentation'):
+            return augment_batch(batch, chain, self.aug_gen, self.device, self.bgr_inputs, **self.filter_kwargs)
+
+    def draw_seed(self) -> int:
+        """A seed drawn from the augmentation generator (replay a differentiable augmentation)."""
+        return int(torch.randint(0, 2 ** 62, (1,), generator=self.aug_gen))
+
+    def augment_differentiable(self, batch: dict, steps: Sequence[DiffStep], seed: int) -> dict:
+        with self.phase('augmentation'):
+            return augment_batch_differentiable(batch, steps, torch.Generator().manual_seed(int(seed)), self.device,
+                                                self.bgr_inputs, **self.filter_kwargs)
+
+    def model_step(self, coefficients: Union[Tensor, Sequence[float]], slots: Sequence[int]) -> None:
+        """Step the model optimiser on ``sum_k coefficients[k] * buf[slots[k]]``."""
+        with self.phase('gradient buffers'):
+            self.buffers.combine_into_grads(torch.as_tensor(coefficients).to(self.device), list(slots), self.params)
+        with self.phase('optimizer step'):
+            self.optimizer_step()
+            self.zero_grad()
+
+    @contextmanager
+    def perturbed(self, slot: int, scale: float) -> Iterator[None]:
+        """Parameters moved to ``theta + scale * buf[slot]`` inside the block, restored bit-exactly after."""
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, (_, segment) in zip(self.params, self.buffers._segments(slot, self.params)):
+                p.add_(segment.to(p.dtype), alpha=float(scale))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def all_reduce_mean(self, tensors: Sequence[Tensor]) -> List[Tensor]:
+        """Average each tensor over the ranks (returns new tensors; identity without DDP)."""
+        out = [t.detach().clone() for t in tensors]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for t in out:
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
+                t.div_(dist.get_world_size())
+        return out
+
+
+class TorchSearchContext(SearchContextMixin):
+    """A search context for a plain torch model (toy problems, tests, custom loops).
+
+    Batches are ``dict(inputs=(B, C, H, W) float on 0..255, targets=...)``; the loss is
+    ``loss_fn(model(inputs), targets)``.
+
+    Args:
+        model: the model.
+        loss_fn: ``(outputs, targets) -> scalar``.
+        optimizer: the model optimiser.
+        val_batches: ``() -> dict``, a validation batch per call.
+        num_slots: rows of the gradient buffers (``searcher.num_grad_slots``).
+        seed: seed of the policy and augmentation generators.
+        dtype: dtype of the gradient buffers.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                 optimizer: torch.optim.Optimizer, val_batches: Callable[[], dict], num_slots: int, seed: int = 0,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.model, self.loss_fn, self.optimizer, self.val_batches = model, loss_fn, optimizer, val_batches
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.buffers = FlatGradBuffers(self.params, num_slots, dtype)
+        self.device = self.params[0].device
+        self.policy_gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator().manual_seed(seed + 1000)
+        self.bgr_inputs = False
+        self.filter_kwargs = dict(min_size=MIN_SIZE, min_visible=MIN_VISIBLE)
+
+    def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
+        loss = self.loss_fn(self.model(batch['inputs'].float()), batch['targets'])
+        return loss, {'loss': loss.detach()}
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]['lr'])
+
+    def next_val_batch(self) -> dict:
+        return self.val_batches()
+
+    def state(self) -> Dict[str, Any]:
+        return {'policy_gen': self.policy_gen.get_state(), 'aug_gen': self.aug_gen.get_state()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.policy_gen.set_state(state['policy_gen'])
+        self.aug_gen.set_state(state['aug_gen'])
+
+
+def distinct_ops(entries: Sequence[SpaceEntry]) -> List[Tuple[str, float]]:
+    """The distinct ops of a space, in first-appearance order, each with its mean magnitude."""
+    magnitudes: Dict[str, List[float]] = {}
+    for e in entries:
+        magnitudes.setdefault(e.op, []).append(float(e.magnitude))
+    return [(op, sum(ms) / len(ms)) for op, ms in magnitudes.items()]

@@ -1,0 +1,98 @@
+"""DDAS (Liu et al., ICCV 2021) as a searcher: :class:`~det_autoaug.search.core.DDASPolicy` driven
+through the search-context primitives (the step of REFERENCE section 1, unchanged)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ...ops.spaces import SpaceEntry
+from ..core import DDASPolicy
+from .base import Searcher
+
+
+class DDASSearcher(Searcher):
+    """DDAS: K augmented copies per step, gradient-alignment rewards, alpha/beta by Adam.
+
+    Args:
+        entries: the search-space entries.
+        num_policies: K (official: 3).
+        ops_per_policy: entries per policy (official: 2).
+        init_apply_prob: initial s (official: 0.35).
+        lr_alpha: Adam learning rate of alpha.
+        lr_beta: Adam learning rate of beta.
+        explore_ratio: probability of a uniform proposal (importance-corrected below 1).
+    """
+
+    name = 'ddas'
+
+    def __init__(self, entries: Sequence[SpaceEntry], num_policies: int = 3, ops_per_policy: int = 2,
+                 init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
+                 explore_ratio: float = 1.0) -> None:
+        self.entries = tuple(entries)
+        self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
+                                 ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
+                                 lr_beta=lr_beta, explore_ratio=explore_ratio)
+        self.num_policies = self.policy.num_policies
+        self.num_grad_slots = self.num_policies + 2
+        self.last_stats: Dict[str, float] = {}
+
+    def step(self, ctx, data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+        k = self.num_policies
+        proposal = self.policy.sample(k, ctx.policy_gen)
+        log_vars = ctx.loss_grad(data, 0)
+        for i, entries in enumerate(proposal.entries.tolist()):
+            chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries]
+            ctx.loss_grad(ctx.augment(data, chain), i + 1)
+        ctx.model_step(self.policy.model_grad_coefficients(proposal), list(range(k + 1)))
+        with ctx.phase('validation data'):
+            val_batch = ctx.next_val_batch()
+        ctx.loss_grad(val_batch, k + 1)
+        with ctx.phase('inner products'):
+            dots = ctx.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
+        with ctx.phase('policy update'):
+            self.last_stats = self.policy.update(proposal, dots[1:], dots[0])
+        return log_vars
+
+    def log_items(self, top: int = 5) -> Tuple[Dict[str, float], Dict[str, str]]:
+        probs = self.policy.probs().detach()
+        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
+        scalars = {f'train/{self.name}_apply_prob': float(self.policy.apply_prob().detach()),
+                   f'train/{self.name}_entropy': entropy,
+                   f'train/{self.name}_policy_loss': float(self.last_stats.get('loss', 0.0))}
+        infos = {}
+        for rank, idx in enumerate(probs.argsort(descending=True)[:top].tolist()):
+            infos[f'{self.name}_top{rank + 1}'] = f'{self.entries[idx].label}={float(probs[idx]):.4f}'
+            scalars[f'train/{self.name}_top{rank + 1}_prob'] = float(probs[idx])
+        return scalars, infos
+
+    @property
+    def trajectory(self) -> List[dict]:
+        return self.policy.trajectory
+
+    def snapshot(self, epoch: int) -> None:
+        self.policy.snapshot(epoch)
+
+    def export(self) -> Dict[str, Any]:
+        return dict(searcher=self.name, entries=self.entries, probs=self.policy.probs().detach().tolist(),
+                    apply_prob=float(self.policy.apply_prob().detach()), ops_per_policy=self.policy.ops_per_policy,
+                    trajectory=self.policy.trajectory)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.policy.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict(state)
+
+    def plot_series(self):
+        traj = self.policy.trajectory
+        return ([t['epoch'] for t in traj], [e.label for e in self.entries], [t['probs'] for t in traj],
+                [t['apply_prob'] for t in traj])
+
+    def op_probs(self) -> Dict[str, float]:
+        """Marginal probability of each op among the entries (summed over its magnitudes)."""
+        out: Dict[str, float] = {}
+        for e, p in zip(self.entries, self.policy.probs().detach().tolist()):
+            out[e.op] = out.get(e.op, 0.0) + p
+        return out
