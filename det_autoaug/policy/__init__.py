@@ -5,13 +5,13 @@ and the search can use it.
 """
 from .policy import (ChainStep, Policy, PublishedPolicy, SearchedPolicy, apply_chain_np, apply_chains_torch,
                      build_policy, image_generators, run_chain_np, schedule_index, to_mmdet_autoaugment)
-from .policy_file import (SCHEMA, VERSION, PolicyFile, Snapshot, load_policy_file, policy_from_dict,
-                          save_policy_file)
+from .policy_file import (SCHEMA, VERSION, VERSION_SUBPOLICIES, PolicyFile, Snapshot, SubPolicy, SubPolicyOp,
+                          load_policy_file, policy_from_dict, save_policy_file)
 from .published import PUBLISHED_POLICIES, get_published
 
 __all__ = [
     'ChainStep', 'Policy', 'PublishedPolicy', 'SearchedPolicy', 'build_policy', 'apply_chain_np',
     'apply_chains_torch', 'run_chain_np', 'image_generators', 'schedule_index', 'to_mmdet_autoaugment',
-    'PolicyFile', 'Snapshot', 'load_policy_file', 'save_policy_file', 'policy_from_dict', 'SCHEMA', 'VERSION',
+    'PolicyFile', 'Snapshot', 'SubPolicy', 'SubPolicyOp', 'VERSION_SUBPOLICIES', 'load_policy_file', 'save_policy_file', 'policy_from_dict', 'SCHEMA', 'VERSION',
     'PUBLISHED_POLICIES', 'get_published',
 ]

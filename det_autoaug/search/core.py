@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -39,25 +39,6 @@ from ..policy.policy_file import schedule_index
 
 EPS = 1e-12  # added to n = sum |r_k|: all-zero rewards then give a zero policy gradient, not NaN
 STATE_VERSION = 1
-
-
-@runtime_checkable
-class Searcher(Protocol):
-    """What every searcher (DDAS here; DADA and DAAS later) offers to the hooks driving it.
-
-    A searcher owns its learned state and optimisers; the hook owns the model, the data and the
-    random generator. ``snapshot`` records the current policy in a trajectory, ``export`` returns
-    the searcher's part of the policy file (``docs/architecture.md``), and ``state_dict`` /
-    ``load_state_dict`` make a resumed search continue exactly.
-    """
-
-    def snapshot(self, epoch: int) -> None: ...
-
-    def export(self) -> Dict[str, Any]: ...
-
-    def state_dict(self) -> Dict[str, Any]: ...
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)  # tensors: compare fields explicitly
