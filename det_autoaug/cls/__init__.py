@@ -1,0 +1,19 @@
+"""Classification path: datasets, models, transforms and a metric, registered in mmengine's registries.
+
+Importing this package (``custom_imports=dict(imports=['det_autoaug.cls'])``) registers
+``DAFashionMNIST``, ``DACIFAR``, ``DASVHN``, ``DAImageFolder`` (DATASETS), ``DAImageClassifier``,
+``DAWideResNet``, ``DATorchvisionResNet`` (MODELS), ``DAAccuracy`` (METRICS), the pipeline
+transforms of :mod:`.transforms` (TRANSFORMS) and ``DDASSearchHook`` (HOOKS): the search uses the
+same core and hook as detection.
+"""
+from ..search.hook import DDASSearchHook
+from .datasets import DACIFAR, DAFashionMNIST, DAImageFolder, DASVHN
+from .metric import DAAccuracy
+from .models import DAImageClassifier, TorchvisionResNet, WideResNet
+from .transforms import (CenterCropCls, DAClsPolicy, DAClsTorchvisionAug, PackClsInputs, RandomCropPadCls,
+                         RandomFlipCls, RandomResizedCropCls, ResizeCls)
+
+__all__ = ['DDASSearchHook', 'DACIFAR', 'DAFashionMNIST', 'DAImageFolder', 'DASVHN', 'DAAccuracy',
+           'DAImageClassifier', 'TorchvisionResNet', 'WideResNet', 'CenterCropCls', 'DAClsPolicy',
+           'DAClsTorchvisionAug', 'PackClsInputs', 'RandomCropPadCls', 'RandomFlipCls', 'RandomResizedCropCls',
+           'ResizeCls']

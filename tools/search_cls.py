@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Search a classification augmentation policy with DDAS (the same core and hook as detection).
+
+With no config it searches on a Fashion-MNIST subset with a small WideResNet on the CPU in a few
+minutes (configs/cls/wrn_fashion_mnist_ddas.py). The configs in configs/cls/ for CIFAR-10/100,
+SVHN and the ImageNet proxy are the official DDAS settings for a GPU (set their data_root).
+The policy file (policy.json) and a plot of the probabilities land in the work dir; train with
+``python tools/train_cls.py CONFIG --policy WORK_DIR/policy.json``.
+
+Examples:
+    python tools/search_cls.py --device cpu
+    python tools/search_cls.py configs/cls/wrn40-2_cifar10_ddas.py --device cuda \
+        --cfg-options train_dataloader.dataset.data_root=/data/cifar
+    python tools/search_cls.py --resume --work-dir work_dirs/wrn_fashion_mnist_ddas
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', nargs='?', default=None,
+                        help=f'mmengine config with a DDASSearchHook (default: {DEFAULT_CONFIG.relative_to(ROOT)})')
+    parser.add_argument('--work-dir', default=None, help='where checkpoints, logs and the policy go')
+    parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)")
+    parser.add_argument('--seed', type=int, default=0, help='random seed of the run')
+    parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='override config values, as in mmengine tools/train.py')
+    return parser.parse_args(argv)
+
+
+def select_device(device: str) -> str:
+    """Make ``device`` the one mmengine uses; fail clearly when CUDA is asked for and absent.
+
+    ``cpu`` hides CUDA through ``CUDA_VISIBLE_DEVICES`` (mmengine picks CUDA whenever it sees
+    one); that only works before torch initialises CUDA, so call this first.
+    """
+    if device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+        return 'cpu'
+    import torch
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise SystemExit(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
+        if ':' in device:
+            torch.cuda.set_device(int(device.split(':', 1)[1]))
+        return device
+    raise SystemExit(f"--device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def load_config(config: Path, cfg_options: List[str], work_dir: Optional[str], seed: int):
+    """Read ``config``, apply ``--cfg-options`` and set the work dir and seed."""
+    from mmengine.config import Config, DictAction
+    if not config.is_file():
+        raise SystemExit(f'config {config} does not exist')
+    cfg = Config.fromfile(str(config))
+    options = {}
+    for item in cfg_options:
+        if '=' not in item:
+            raise SystemExit(f'--cfg-options {item!r}: expected KEY=VALUE')
+        key, value = item.split('=', 1)
+        options[key] = DictAction._parse_iterable(value)
+    cfg.merge_from_dict(options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or str(ROOT / 'work_dirs' / config.stem)
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> Path:
+    """Run the search; returns the policy file's path."""
+    args = parse_args(argv)
+    device = select_device(args.device)
+    from mmengine.runner import Runner
+
+    import det_autoaug.cls  # noqa: F401  (registers datasets, models, transforms and the hook)
+    from det_autoaug.utils.checkpoint import enable_safe_resume
+
+    config = Path(args.config) if args.config else DEFAULT_CONFIG
+    cfg = load_config(config, args.cfg_options, args.work_dir, args.seed)
+    if not any(h.get('type') == 'DDASSearchHook' for h in cfg.get('custom_hooks') or []):
+        raise SystemExit(f'{config} has no DDASSearchHook in custom_hooks: nothing would be searched')
+    if args.resume:
+        enable_safe_resume()
+        cfg.resume = True
+        cfg.load_from = None
+    print(f'DDAS search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    path = Path(cfg.work_dir) / hook.policy_file
+    print_policy(path)
+    print(f'\npolicy file: {path}\nplot: {Path(cfg.work_dir) / hook.plot_file}')
+    return path
+
+
+def print_policy(path: Path, top: int = 10) -> None:
+    """Print the searched policy, most probable entries first."""
+    from det_autoaug.policy.policy_file import load_policy_file
+    policy = load_policy_file(path)
+    n = len(policy.probs)
+    print(f'\nDDAS policy ({policy.space}, {n} entries): an image is augmented with probability '
+          f's = {policy.apply_prob:.3f} by {policy.ops_per_policy} entries drawn from p')
+    order = sorted(range(n), key=lambda i: -policy.probs[i])
+    print(f"{'rank':>4}  {'entry':<16} {'p':>7}  {'p x N':>6}")
+    for rank, i in enumerate(order[:top], 1):
+        print(f'{rank:>4}  {policy.entries[i].label:<16} {policy.probs[i]:>7.4f}  {policy.probs[i] * n:>6.2f}')
+    print('  ...')
+    for i in order[-3:]:
+        print(f"{'':>4}  {policy.entries[i].label:<16} {policy.probs[i]:>7.4f}  {policy.probs[i] * n:>6.2f}")
+
+
+if __name__ == '__main__':
+    main()
+    sys.exit(0)
