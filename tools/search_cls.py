@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -25,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+from search_det import select_device  # noqa: E402  (tools/ is on sys.path when a tool runs)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,27 +39,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, as in mmengine tools/train.py')
     return parser.parse_args(argv)
-
-
-def select_device(device: str) -> str:
-    """Make ``device`` the one mmengine uses; fail clearly when CUDA is asked for and absent.
-
-    ``cpu`` hides CUDA through ``CUDA_VISIBLE_DEVICES`` (mmengine picks CUDA whenever it sees
-    one); that only works before torch initialises CUDA, so call this first.
-    """
-    if device == 'cpu':
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''
-        return 'cpu'
-    import torch
-    if device == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if device.startswith('cuda'):
-        if not torch.cuda.is_available():
-            raise SystemExit(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
-        if ':' in device:
-            torch.cuda.set_device(int(device.split(':', 1)[1]))
-        return device
-    raise SystemExit(f"--device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
 def load_config(config: Path, cfg_options: List[str], work_dir: Optional[str], seed: int):
