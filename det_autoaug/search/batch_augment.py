@@ -46,9 +46,9 @@ def _set_instances(sample, boxes: Tensor, keep: Tensor, n_gt: int) -> None:
         sample.ignored_instances = ignored
 
 
-def augment_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generator: torch.Generator,
-                      device: torch.device | str = 'cpu', bgr: bool = True, min_size: float = MIN_SIZE,
-                      min_visible: float = MIN_VISIBLE) -> Dict:
+def augment_batch(data_batch: Dict, chain: Sequence[tuple], generator: torch.Generator,
+                  device: torch.device | str = 'cpu', bgr: bool = True, min_size: float = MIN_SIZE,
+                  min_visible: float = MIN_VISIBLE, differentiable: bool = False) -> Dict:
     """Apply ``chain`` (ops in order, each at its magnitude) to every image of a batch.
 
     Args:
@@ -56,12 +56,17 @@ def augment_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generato
             dataloader yields it, or a classification batch (``inputs`` a ``(B, C, H, W)``
             tensor or a list of images, labels in ``data_samples``); not modified.
         chain: ``(op_name, magnitude)`` pairs, applied in order to every image (random
-            parameters such as signs differ per image).
+            parameters such as signs differ per image). With ``differentiable``, a step may be
+            ``(op_name, magnitude, gate)``: the images become ``x + gate * (op(x) - x)`` (gate
+            ``None``: 1; a scalar or one value per image of the batch), and boxes follow the op
+            only where the gate is above 0.5.
         generator: source of the random op parameters.
         device: where the images are augmented (the training device).
         bgr: inputs are BGR (mmdet's ``LoadImageFromFile``); the ops see RGB.
         min_size: drop rule, see :mod:`det_autoaug.ops.boxes`.
         min_visible: drop rule, see :mod:`det_autoaug.ops.boxes`.
+        differentiable: work on float images (0..255 scale) so that gradients reach tensor
+            magnitudes and gates; the output images are then float.
 
     Returns:
         A new batch dict: images on ``device``; detection data samples copied with their boxes
@@ -70,6 +75,8 @@ def augment_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generato
     """
     stacked = isinstance(data_batch['inputs'], Tensor)
     inputs: List[Tensor] = [img.to(device) for img in data_batch['inputs']]
+    if differentiable:
+        inputs = [img.float() for img in inputs]
     samples = data_batch.get('data_samples')
     with_boxes = bool(samples) and hasattr(samples[0], 'gt_instances')
     if with_boxes:
@@ -88,14 +95,23 @@ def augment_batch(data_batch: Dict, chain: Sequence[Tuple[str, float]], generato
             boxes, n_gts = [torch.zeros(0, 4) for _ in idx], [0] * len(idx)
         boxes = [b.to(device=device, dtype=torch.float32) for b in boxes]
         keeps = [torch.ones(len(b), dtype=torch.bool, device=device) for b in boxes]
-        for op, magnitude in chain:
+        for op, magnitude, *gate in chain:
             params = sample_params(op, len(idx), shape[-2], shape[-1], boxes, generator=generator, device=device)
-            result = apply_op(op, images, boxes, float(magnitude), params, min_size=min_size,
-                              min_visible=min_visible)
-            images, boxes = result.images, list(result.boxes)
+            result = apply_op(op, images, boxes, magnitude if differentiable else float(magnitude), params,
+                              min_size=min_size, min_visible=min_visible)
+            applied = [True] * len(idx)
+            if gate and gate[0] is not None:
+                g = gate[0].to(device).reshape(-1)
+                g = g.expand(len(idx)) if g.numel() == 1 else g[torch.tensor(idx, device=device)]
+                images = images + g.view(-1, 1, 1, 1).to(images.dtype) * (result.images - images)
+                applied = (g.detach() > 0.5).tolist()
+            else:
+                images = result.images
             for j, k in enumerate(result.keep):
-                keeps[j] = keeps[j].clone()
-                keeps[j][keeps[j].nonzero().squeeze(1)] = k.to(device)
+                if applied[j]:
+                    keeps[j] = keeps[j].clone()
+                    keeps[j][keeps[j].nonzero().squeeze(1)] = k.to(device)
+                    boxes[j] = result.boxes[j]
         if bgr and images.shape[1] == 3:
             images = images.flip(1)
         for j, i in enumerate(idx):

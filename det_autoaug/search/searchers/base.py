@@ -24,7 +24,6 @@ implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, `
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -33,10 +32,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ...ops.boxes import MIN_SIZE, MIN_VISIBLE
-from ...ops.params import sample_params
 from ...ops.spaces import SpaceEntry
-from ...ops.torch_ops import apply_op
-from ..batch_augment import _instance_boxes, _set_instances, augment_batch
+from ..batch_augment import augment_batch
 from ..grad_buffers import FlatGradBuffers
 
 #: One step of a differentiable chain: ``(op, magnitude, gate)``. ``magnitude`` is a 0-d float
@@ -135,50 +132,8 @@ def augment_batch_differentiable(data_batch: dict, steps: Sequence[DiffStep], ge
     Returns:
         A new batch dict with float images on the 0..255 scale (list or stacked as the input).
     """
-    stacked = isinstance(data_batch['inputs'], Tensor)
-    inputs: List[Tensor] = [img.to(device) for img in data_batch['inputs']]
-    samples = data_batch.get('data_samples')
-    with_boxes = bool(samples) and hasattr(samples[0], 'gt_instances')
-    if with_boxes:
-        samples = [s.clone() for s in samples]
-    groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
-    for i, img in enumerate(inputs):
-        groups[tuple(img.shape)].append(i)
-    out_inputs: List[Tensor] = [img.float() for img in inputs]
-    for shape, idx in groups.items():
-        images = torch.stack([inputs[i] for i in idx]).float()
-        if bgr and images.shape[1] == 3:
-            images = images.flip(1)
-        if with_boxes:
-            boxes, n_gts = zip(*[_instance_boxes(samples[i]) for i in idx])
-        else:
-            boxes, n_gts = [torch.zeros(0, 4) for _ in idx], [0] * len(idx)
-        boxes = [b.to(device=device, dtype=torch.float32) for b in boxes]
-        keeps = [torch.ones(len(b), dtype=torch.bool, device=device) for b in boxes]
-        index = torch.tensor(idx, device=device)
-        for op, magnitude, gate in steps:
-            params = sample_params(op, len(idx), shape[-2], shape[-1], boxes, generator=generator, device=device)
-            result = apply_op(op, images, boxes, magnitude, params, min_size=min_size, min_visible=min_visible)
-            if gate is None:
-                g = torch.ones(len(idx), device=device)
-            else:
-                g = gate.to(device).reshape(-1)
-                g = g.expand(len(idx)) if g.numel() == 1 else g[index]
-            images = images + g.view(-1, 1, 1, 1).to(images.dtype) * (result.images - images)
-            for j, applied in enumerate((g.detach() > 0.5).tolist()):
-                if applied:
-                    keeps[j] = keeps[j].clone()
-                    keeps[j][keeps[j].nonzero().squeeze(1)] = result.keep[j].to(device)
-                    boxes[j] = result.boxes[j]
-        if bgr and images.shape[1] == 3:
-            images = images.flip(1)
-        for j, i in enumerate(idx):
-            out_inputs[i] = images[j]
-            if with_boxes:
-                _set_instances(samples[i], boxes[j], keeps[j], n_gts[j])
-    out = dict(data_batch)
-    out.update(inputs=torch.stack(out_inputs) if stacked else out_inputs, data_samples=samples)
-    return out
+    return augment_batch(data_batch, steps, generator, device, bgr, min_size=min_size, min_visible=min_visible,
+                         differentiable=True)
 
 
 class SearchContextMixin:
