@@ -3,8 +3,9 @@
 The hook is the search context of :mod:`det_autoaug.search.searchers`: it offers the primitives
 (loss and gradient into a buffer slot, hard and differentiable augmentation, a model step with
 given gradient coefficients, perturbed weights, validation batches) and the searcher selected by
-``searcher='ddas'|'dada'|'daas'`` decides what one step does. DDAS is the default; its step is
-the one below, unchanged.
+``searcher='ddas'|'dada'|'daas'|'daas_joint'`` decides what one step does (``'daas_joint'``:
+the architecture of a supernet backbone is searched too, classification only). DDAS is the
+default; its step is the one below, unchanged.
 
 How the hook takes over the training step: in ``before_run`` it replaces the model's
 ``train_step`` by :meth:`DDASSearchHook.search_step` (a step wrapper) and restores it in
@@ -32,8 +33,6 @@ parameters use a rank-specific one), so the policy stays identical on every rank
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,11 +93,15 @@ class DDASSearchHook(SearchContextMixin, Hook):
         log_top: number of most probable entries logged.
         min_size: box drop rule for the augmented copies (px).
         min_visible: box drop rule for the augmented copies (visible fraction).
-        searcher: ``'ddas'`` (default), ``'dada'`` or ``'daas'`` (:mod:`det_autoaug.search.searchers`).
-            DDAS reads ``num_policies`` .. ``explore_ratio``; DAAS reads ``ops_per_policy``,
-            ``init_apply_prob``, ``lr_alpha`` and ``lr_beta``; DADA none of them.
+        searcher: ``'ddas'`` (default), ``'dada'``, ``'daas'`` or ``'daas_joint'``
+            (:mod:`det_autoaug.search.searchers`). DDAS reads ``num_policies`` .. ``explore_ratio``;
+            DAAS and DAAS-joint read ``ops_per_policy``, ``init_apply_prob``, ``lr_alpha`` and
+            ``lr_beta``; DADA none of them. ``'daas_joint'`` needs a model with choice blocks
+            (``DAChoiceNet`` backbone without ``arch``; checked in ``before_run``) and writes
+            ``arch.json`` beside the policy.
         searcher_cfg: keyword arguments of the searcher, overriding the fields above (e.g.
-            ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS).
+            ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS,
+            ``dict(lr_arch=3e-3, tau=5.0, tau_min=0.5, tau_decay=0.999)`` for DAAS-joint).
     """
 
     priority = 'NORMAL'
@@ -136,7 +139,9 @@ class DDASSearchHook(SearchContextMixin, Hook):
                                 explore_ratio=explore_ratio),
                       daas=dict(ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob, lr_alpha=lr_alpha,
                                 lr_beta=lr_beta),
-                      dada=dict())[searcher]
+                      dada=dict())
+        shared['daas_joint'] = shared['daas']
+        shared = shared[searcher]
         self.searcher_name = searcher
         self.searcher_cfg = dict(shared, **(searcher_cfg or {}))
         try:
@@ -162,6 +167,9 @@ class DDASSearchHook(SearchContextMixin, Hook):
         self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
         self.search_seconds = 0.0
         self.search_steps = 0
+        # batch forwards through the model (with or without a backward): the search's cost in
+        # model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 2 per step)
+        self.model_forwards = 0
         self.phase_seconds: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -177,9 +185,11 @@ class DDASSearchHook(SearchContextMixin, Hook):
         self._setup_val_data(runner)
         model = runner.model
         self.module = model.module if is_model_wrapper(model) else model
+        self.model = self.module
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.buffers = FlatGradBuffers(self.params, self.searcher.num_grad_slots)
         self.device = self.params[0].device
+        self.searcher.setup(self)
         self._runner_model = model
         self._original_train_step = model.train_step
         model.train_step = self.search_step
@@ -235,6 +245,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
     def train_loss_grad(self, batch: dict) -> Dict[str, torch.Tensor]:
         """Forward and backward through the runner's (possibly DDP-wrapped) model."""
         model, optim_wrapper = self._runner_model, self._optim_wrapper
+        self.model_forwards += 1
         with optim_wrapper.optim_context(model):
             data = self.module.data_preprocessor(batch, training=True)
             losses = model._run_forward(data, mode='loss')
@@ -243,6 +254,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
         return log_vars
 
     def forward_loss(self, batch: dict):
+        self.model_forwards += 1
         with self._optim_wrapper.optim_context(self.module):
             data = self.module.data_preprocessor(batch, training=True)
             losses = self.module._run_forward(data, mode='loss')
@@ -308,7 +320,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
             searcher=self.searcher.name, policy=self.searcher.state_dict(), policy_gen=self.policy_gen.get_state(),
             aug_gen=self.aug_gen.get_state(), val_gen=self.val_gen.get_state(),
             val_order=list(self._val_order), search_seconds=self.search_seconds,
-            search_steps=self.search_steps)
+            search_steps=self.search_steps, model_forwards=self.model_forwards)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('ddas_search')
@@ -331,6 +343,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
             self._val_order = list(state['val_order'])
             self.search_seconds = float(state['search_seconds'])
             self.search_steps = int(state['search_steps'])
+            self.model_forwards = int(state.get('model_forwards', 0))
             self._pending_gen_states = None
 
     def after_train(self, runner) -> None:
@@ -340,12 +353,14 @@ class DDASSearchHook(SearchContextMixin, Hook):
         if not is_main_process():
             return
         work_dir = Path(runner.work_dir)
-        self.write_policy(work_dir / self.policy_file, meta=dict(
-            iterations=self.search_steps, search_seconds=round(self.search_seconds, 2),
-            num_policies=self.num_policies, seed=self.seed,
-            config=str(getattr(runner.cfg, 'filename', '') or '')))
+        meta = dict(iterations=self.search_steps, search_seconds=round(self.search_seconds, 2),
+                    model_forwards=self.model_forwards, num_policies=self.num_policies, seed=self.seed,
+                    config=str(getattr(runner.cfg, 'filename', '') or ''))
+        self.write_policy(work_dir / self.policy_file, meta=dict(meta, **self.searcher.export_meta()))
         self.plot(work_dir / self.plot_file)
         print_log(f'DDASSearchHook: policy written to {work_dir / self.policy_file}', logger='current')
+        for path in self.searcher.write_outputs(work_dir, meta):
+            print_log(f'DDASSearchHook: {self.searcher.name} wrote {path}', logger='current')
 
     def write_policy(self, path: Path, meta: Optional[dict] = None) -> None:
         """Write the current policy and its trajectory in the policy-file schema."""

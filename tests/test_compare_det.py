@@ -1,0 +1,91 @@
+"""tools/compare_det.py: the quick comparison runs every arm and writes the table, JSON and plot."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+
+import compare_det  # noqa: E402
+
+ARMS = ('none', 'randaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
+PASSES_PER_STEP = {'ddas': 3 + 2, 'dada': 4, 'daas': 2}  # K = 3 in the digits search config
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory) -> Path:
+    """One --quick run in a subprocess (it hides CUDA and registers mmdet modules: keep it apart)."""
+    work = tmp_path_factory.mktemp('compare') / 'out'
+    cmd = [sys.executable, str(ROOT / 'tools' / 'compare_det.py'), '--quick', '--device', 'cpu',
+           '--work-dir', str(work)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f'compare_det.py --quick failed ({done.returncode}):\n{done.stdout[-3000:]}\n'
+                           f'{done.stderr[-3000:]}')
+    return work
+
+
+def test_quick_writes_table_json_and_plot(quick: Path) -> None:
+    doc = json.loads((quick / 'results.json').read_text())
+    assert doc['settings']['arms'] == list(ARMS)
+    assert sorted((r['arm'], r['seed']) for r in doc['runs']) == sorted((a, 0) for a in ARMS)
+    for arm in ARMS:
+        s = doc['summary'][arm]
+        assert s['n'] == 1
+        for metric in ('bbox_mAP', 'bbox_mAP_50'):
+            assert math.isfinite(s[metric]['mean']) and 0.0 <= s[metric]['mean'] <= 1.0
+            assert s[metric]['std'] == 0.0
+    table = (quick / 'results.md').read_text()
+    for arm in ARMS:
+        assert f'| {arm} | 1 |' in table
+    png = (quick / 'compare_det.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 1000
+
+
+def test_quick_search_cost_and_policies(quick: Path) -> None:
+    doc = json.loads((quick / 'results.json').read_text())
+    searches = {s['searcher']: s for s in doc['searches']}
+    assert sorted(searches) == sorted(PASSES_PER_STEP) and len(doc['searches']) == 3
+    runs = {r['arm']: r for r in doc['runs']}
+    for name, search in searches.items():
+        assert search['search_steps'] > 0
+        # counted by the hook, so a searcher that skipped a pass would show here
+        assert search['model_passes'] == search['search_steps'] * PASSES_PER_STEP[name], name
+        assert search['wall_seconds'] >= search['search_seconds'] > 0
+        policy = json.loads(Path(search['policy']).read_text())
+        assert policy['searcher'] == name
+        assert runs[name]['policy'] == search['policy']
+    searched = json.loads(Path(searches['ddas']['policy']).read_text())
+    uniform = json.loads((quick / 'uniform_seed0.json').read_text())
+    assert uniform['space'] == searched['space'] and len(uniform['probs']) == len(searched['probs'])
+    assert max(uniform['probs']) == pytest.approx(min(uniform['probs']))
+    # The control differs from the DDAS policy only in p: same s.
+    assert uniform['apply_prob'] == pytest.approx(searched['apply_prob'])
+    assert 'DADA search seed 0' in (quick / 'results.md').read_text()
+
+
+def test_summarise_mean_and_sample_std() -> None:
+    runs = [dict(arm='none', seed=s, bbox_mAP=v, bbox_mAP_50=2 * v, train_seconds=1.0)
+            for s, v in enumerate((0.1, 0.2, 0.3))]
+    s = compare_det.summarise(runs, ['none', 'ddas'])
+    assert list(s) == ['none']
+    assert s['none']['bbox_mAP']['mean'] == pytest.approx(0.2)
+    assert s['none']['bbox_mAP']['std'] == pytest.approx(0.1)
+    assert s['none']['bbox_mAP_50']['values'] == pytest.approx([0.2, 0.4, 0.6])
+
+
+def test_bad_arguments_are_rejected() -> None:
+    with pytest.raises(SystemExit):
+        compare_det.parse_args(['--arms', 'flip'])
+    with pytest.raises(SystemExit):
+        compare_det._settings(compare_det.parse_args(['--epochs', '0']))
+    with pytest.raises(ValueError, match='unknown arm'):
+        compare_det._augmentation('flip', None)
+    with pytest.raises(ValueError, match='needs a policy file'):
+        compare_det._augmentation('ddas', None)
