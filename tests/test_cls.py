@@ -2,9 +2,7 @@
 transforms, and a tiny DDAS search + training runs through tools/search_cls.py and tools/train_cls.py."""
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -21,30 +19,14 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import det_autoaug.cls as cls  # noqa: E402
 from det_autoaug.ops.spaces import get_space  # noqa: E402
 from det_autoaug.policy.policy_file import load_policy_file, save_policy_file  # noqa: E402
+from cls_helpers import make_fashion_root  # noqa: E402
 
 PACK = [dict(type='PackClsInputs')]
 
 
-def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:
-    header = magic.to_bytes(4, 'big') + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
-    with gzip.open(path, 'wb') as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def _fashion_root(root: Path, n_train: int = 80, n_test: int = 40) -> Path:
-    """IDX files whose image intensity encodes the class, so a tiny model can learn them."""
-    rng = np.random.default_rng(0)
-    for prefix, n in (('train', n_train), ('t10k', n_test)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 40, (n, 28, 28)) + labels[:, None, None] * 20
-        _write_idx(root / f'{prefix}-images-idx3-ubyte.gz', 2051, images)
-        _write_idx(root / f'{prefix}-labels-idx1-ubyte.gz', 2049, labels)
-    return root
-
-
 @pytest.fixture(scope='module')
 def fashion_root(tmp_path_factory) -> Path:
-    return _fashion_root(tmp_path_factory.mktemp('fmnist'))
+    return make_fashion_root(tmp_path_factory.mktemp('fmnist'))
 
 
 def test_fashion_mnist_subset_pad_and_get_subset(fashion_root):
@@ -169,6 +151,25 @@ def test_tiny_search_then_training_runs(fashion_root, tmp_path):
     assert uniform.apply_prob == pytest.approx(loaded.apply_prob) and set(uniform.probs) == {1 / 52}
     with pytest.raises(SystemExit, match='schedule'):
         train_cls.policy_transform('randaugment', True, None, tmp_path)
+
+
+@pytest.mark.parametrize('searcher', ['dada', 'daas'])
+def test_search_cls_searcher_flag_writes_a_policy_training_applies(fashion_root, tmp_path, searcher):
+    import search_cls
+    import train_cls
+    data = f'train_dataloader.dataset.data_root={fashion_root}'
+    policy = search_cls.main([
+        '--device', 'cpu', '--searcher', searcher, '--work-dir', str(tmp_path / 'search'), '--cfg-options', data,
+        'train_dataloader.dataset.subset=64', 'train_cfg.max_epochs=1'])
+    loaded = load_policy_file(policy)
+    assert loaded.searcher == searcher and loaded.meta['iterations'] == 1
+    assert bool(loaded.subpolicies) == (searcher == 'dada')
+    config = str(ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_train.py')
+    tiny = [data, f'test_dataloader.dataset.data_root={fashion_root}', 'train_dataloader.dataset.subset=20',
+            'test_dataloader.dataset.subset=10', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=20']
+    result = train_cls.main([config, '--policy', str(policy), '--device', 'cpu', '--work-dir', str(tmp_path / 'train'),
+                             '--cfg-options', *tiny])
+    assert 0.0 <= result['metrics']['accuracy/top1'] <= 1.0
 
 
 def test_insert_policy_position():

@@ -1,13 +1,14 @@
 """Classification loaders on tiny files written in the exact real formats, and real Fashion-MNIST."""
 from __future__ import annotations
 
-import gzip
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from cls_helpers import write_idx
 
 from det_autoaug.data import (FASHION_MNIST_CLASSES, ImageFolderIndex, load_cifar, load_fashion_mnist,
                               load_imagenet_folder, load_svhn, stratified_split)
@@ -147,22 +148,16 @@ def test_real_fashion_mnist():
     assert train_x.mean() > 50  # real clothes, not an empty file
 
 
-def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:
-    header = magic.to_bytes(4, 'big') + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
-    with gzip.open(path, 'wb') as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 def test_fashion_mnist_env_root_bad_magic_and_missing(tmp_path, monkeypatch):
     images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    _write_idx(tmp_path / 't10k-images-idx3-ubyte.gz', 2051, images)
-    _write_idx(tmp_path / 't10k-labels-idx1-ubyte.gz', 2049, np.array([3, 7]))
+    write_idx(tmp_path / 't10k-images-idx3-ubyte.gz', 2051, images)
+    write_idx(tmp_path / 't10k-labels-idx1-ubyte.gz', 2049, np.array([3, 7]))
     monkeypatch.setenv('FASHION_MNIST_DIR', str(tmp_path))
     x, y = load_fashion_mnist(split='test')
     np.testing.assert_array_equal(x, images)
     assert y.tolist() == [3, 7]
 
-    _write_idx(tmp_path / 't10k-labels-idx1-ubyte.gz', 2051, np.array([3, 7]))
+    write_idx(tmp_path / 't10k-labels-idx1-ubyte.gz', 2051, np.array([3, 7]))
     with pytest.raises(ValueError, match='t10k-labels-idx1-ubyte.gz.*magic'):
         load_fashion_mnist(split='test')
     with pytest.raises(ValueError, match='magic'):

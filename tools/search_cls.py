@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Search a classification augmentation policy with DDAS (the same core and hook as detection).
+"""Search a classification augmentation policy with DDAS, DADA or DAAS (the same core and hook as detection).
 
 With no config it searches on a Fashion-MNIST subset with a small WideResNet on the CPU in a few
 minutes (configs/cls/wrn_fashion_mnist_ddas.py). The configs in configs/cls/ for CIFAR-10/100,
@@ -7,8 +7,17 @@ SVHN and the ImageNet proxy are the official DDAS settings for a GPU (set their 
 The policy file (policy.json) and a plot of the probabilities land in the work dir; train with
 ``python tools/train_cls.py CONFIG --policy WORK_DIR/policy.json``.
 
+DAAS's joint search (``--searcher daas_joint``, or a config whose hook says so) searches the
+architecture of a supernet backbone (``DAChoiceNet``) together with the policy and writes the
+found architecture to ``arch.json`` beside the policy; train it with ``tools/train_cls.py
+CONFIG --arch WORK_DIR --policy WORK_DIR/policy.json``. It needs a config with a supernet:
+configs/cls/choicenet_fashion_mnist_daas_joint.py (CPU, minutes) or
+configs/cls/choicenet_cifar10_daas_joint.py (GPU).
+
 Examples:
     python tools/search_cls.py --device cpu
+    python tools/search_cls.py --device cpu --searcher dada
+    python tools/search_cls.py configs/cls/choicenet_fashion_mnist_daas_joint.py --device cpu
     python tools/search_cls.py configs/cls/wrn40-2_cifar10_ddas.py --device cuda \
         --cfg-options train_dataloader.dataset.data_root=/data/cifar
     python tools/search_cls.py --resume --work-dir work_dirs/wrn_fashion_mnist_ddas
@@ -25,7 +34,7 @@ DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-from search_det import select_device  # noqa: E402  (tools/ is on sys.path when a tool runs)
+from search_det import print_policy, select_device, set_searcher  # noqa: E402  (tools/ is on sys.path)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -36,6 +45,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)")
     parser.add_argument('--seed', type=int, default=0, help='random seed of the run')
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--searcher', choices=('ddas', 'dada', 'daas', 'daas_joint'), default=None,
+                        help="searcher of the config's search hook (default: the config's, DDAS unless it says)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, as in mmengine tools/train.py')
     return parser.parse_args(argv)
@@ -72,6 +83,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
     cfg = load_config(config, args.cfg_options, args.work_dir, args.seed)
     if not any(h.get('type') == 'DDASSearchHook' for h in cfg.get('custom_hooks') or []):
         raise SystemExit(f'{config} has no DDASSearchHook in custom_hooks: nothing would be searched')
+    if args.searcher is not None:
+        set_searcher(cfg, args.searcher)
     if args.resume:
         enable_safe_resume()
         cfg.resume = True
@@ -83,23 +96,19 @@ def main(argv: Optional[List[str]] = None) -> Path:
     path = Path(cfg.work_dir) / hook.policy_file
     print_policy(path)
     print(f'\npolicy file: {path}\nplot: {Path(cfg.work_dir) / hook.plot_file}')
+    arch_file = getattr(hook.searcher, 'arch_file', None)
+    if arch_file is not None:
+        print_arch(Path(cfg.work_dir) / arch_file)
     return path
 
 
-def print_policy(path: Path, top: int = 10) -> None:
-    """Print the searched policy, most probable entries first."""
-    from det_autoaug.policy.policy_file import load_policy_file
-    policy = load_policy_file(path)
-    n = len(policy.probs)
-    print(f'\nDDAS policy ({policy.space}, {n} entries): an image is augmented with probability '
-          f's = {policy.apply_prob:.3f} by {policy.ops_per_policy} entries drawn from p')
-    order = sorted(range(n), key=lambda i: -policy.probs[i])
-    print(f"{'rank':>4}  {'entry':<16} {'p':>7}  {'p x N':>6}")
-    for rank, i in enumerate(order[:top], 1):
-        print(f'{rank:>4}  {policy.entries[i].label:<16} {policy.probs[i]:>7.4f}  {policy.probs[i] * n:>6.2f}')
-    print('  ...')
-    for i in order[-3:]:
-        print(f"{'':>4}  {policy.entries[i].label:<16} {policy.probs[i]:>7.4f}  {policy.probs[i] * n:>6.2f}")
+def print_arch(path: Path) -> None:
+    """Print the found architecture: per block the chosen op and its probability."""
+    from det_autoaug.search.arch_file import load_arch_file
+    arch = load_arch_file(path)
+    print(f'\narchitecture ({len(arch.arch)} choice blocks), file: {path}')
+    for b, (name, offered, probs) in enumerate(zip(arch.arch, arch.candidates, arch.probs)):
+        print(f'  block {b}: {name:<12} p = {probs[offered.index(name)]:.3f}')
 
 
 if __name__ == '__main__':

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a classifier with an augmentation policy and report its test accuracy.
+"""Train a classifier with an augmentation policy (and a searched architecture) and report its test accuracy.
 
 ``--policy`` picks the augmentation, applied per image in the CPU data pipeline (inserted at the
 start of the training pipeline, before any random crop/flip, as the DDAS / Fast AutoAugment
@@ -15,12 +15,22 @@ code does; after a leading resize or random-resized crop for ImageNet-style pipe
   learned distribution differs from the searched policy. Without a reference: the
   ``ddas_cifar`` space, ``apply_prob`` 0.35 (DDAS's initial s), two entries.
 
+``--arch`` (an ``arch.json`` written by a ``daas_joint`` search, or that search's work dir)
+replaces the config's backbone by the fixed found architecture (``DAChoiceNet`` with ``arch``:
+only the chosen op of each block is built). A ``DAChoiceNet`` backbone in the config may change
+the searched network's non-structural settings (``widths``, ``num_classes``, ``dropout``); of
+any other backbone only ``num_classes`` is kept. A config whose backbone is a ``DAChoiceNet``
+supernet (no ``arch``) needs ``--arch``.
+
 The test accuracy is printed and written, with the run's settings, to ``WORK_DIR/result.json``.
 
 Examples:
     python tools/train_cls.py configs/cls/wrn_fashion_mnist_train.py --policy none --device cpu
     python tools/train_cls.py configs/cls/wrn_fashion_mnist_train.py \
         --policy work_dirs/wrn_fashion_mnist_ddas/policy.json --seed 1
+    python tools/train_cls.py configs/cls/choicenet_fashion_mnist_train.py \
+        --arch work_dirs/choicenet_fashion_mnist_daas_joint \
+        --policy work_dirs/choicenet_fashion_mnist_daas_joint/policy.json
 """
 from __future__ import annotations
 
@@ -32,7 +42,7 @@ from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_cls import ROOT, load_config, select_device  # noqa: E402
+from search_cls import load_config, select_device  # noqa: E402
 
 TORCHVISION_POLICIES = ('randaugment', 'trivialaugment', 'autoaugment-cifar', 'autoaugment-imagenet',
                         'autoaugment-svhn')
@@ -48,6 +58,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="searched policy: follow the file's per-epoch trajectory (default: final distribution)")
     parser.add_argument('--reference-policy', default=None,
                         help="'uniform': the searched file whose space, apply_prob and ops_per_policy it copies")
+    parser.add_argument('--arch', default=None,
+                        help='arch.json of a daas_joint search (or its work dir): train that architecture')
     parser.add_argument('--work-dir', default=None, help='where logs, the checkpoint and result.json go')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
     parser.add_argument('--seed', type=int, default=0, help='random seed of the run')
@@ -98,6 +110,27 @@ def insert_policy(pipeline: list, transform: dict) -> list:
     return list(pipeline[:index]) + [transform] + list(pipeline[index:])
 
 
+def set_arch(cfg, arch: Optional[str]) -> Optional[List[str]]:
+    """Swap ``cfg.model.backbone`` for the fixed architecture of ``arch``; returns its op names.
+
+    Without ``arch`` the config is left as is, unless its backbone is a ``DAChoiceNet`` supernet.
+    """
+    from det_autoaug.cls.nas import fixed_backbone_cfg
+    from det_autoaug.search.arch_file import load_arch_file
+    backbone = dict(cfg.model.get('backbone') or {})
+    if arch is None:
+        if backbone.get('type') == 'DAChoiceNet' and backbone.get('arch') is None:
+            raise SystemExit('the config\'s backbone is a DAChoiceNet supernet (no arch): give --arch '
+                             '(the arch.json of a daas_joint search, or its work dir)')
+        return None
+    try:
+        found = load_arch_file(arch)
+        cfg.model.backbone = fixed_backbone_cfg(found, backbone)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'--arch {arch}: {e}') from None
+    return list(found.arch)
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     """Train and test; returns the result dict written to ``result.json``."""
     args = parse_args(argv)
@@ -112,19 +145,23 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise SystemExit(f'{config} has no test_dataloader: nothing to report')
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    arch = set_arch(cfg, args.arch)
     transform = policy_transform(args.policy, args.schedule, args.reference_policy, work_dir)
     if transform is not None:
         dataset = cfg.train_dataloader.dataset
         dataset.pipeline = insert_policy(dataset.get('pipeline', []), transform)
     print(f'train: config {config}, policy {args.policy}{" (schedule)" if args.schedule else ""}, '
           f'device {device}, seed {args.seed}, work dir {work_dir}', flush=True)
+    if arch is not None:
+        print(f'architecture from {args.arch}: {",".join(arch)}', flush=True)
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
     train_seconds = time.perf_counter() - start
     metrics = runner.test()
     result = dict(config=str(config), policy=args.policy, schedule=args.schedule,
-                  reference_policy=args.reference_policy, seed=args.seed, device=device,
+                  reference_policy=args.reference_policy, arch=args.arch, arch_ops=arch, seed=args.seed,
+                  device=device,
                   train_seconds=round(train_seconds, 1),
                   metrics={k: float(v) for k, v in metrics.items()})
     (work_dir / 'result.json').write_text(json.dumps(result, indent=2) + '\n')

@@ -2,7 +2,8 @@
 
 Importing this package (``custom_imports=dict(imports=['det_autoaug.cls'])``) registers
 ``DAFashionMNIST``, ``DACIFAR``, ``DASVHN``, ``DAImageFolder`` (DATASETS), ``DAImageClassifier``,
-``DAWideResNet``, ``DATorchvisionResNet`` (MODELS), ``DAAccuracy`` (METRICS), the pipeline
+``DAWideResNet``, ``DATorchvisionResNet``, ``DAChoiceNet`` (the supernet of the joint
+architecture search, :mod:`.nas`) (MODELS), ``DAAccuracy`` (METRICS), the pipeline
 transforms of :mod:`.transforms` (TRANSFORMS) and ``DDASSearchHook`` (HOOKS): the search uses the
 same core and hook as detection.
 """
@@ -10,10 +11,11 @@ from ..search.hook import DDASSearchHook
 from .datasets import DACIFAR, DAFashionMNIST, DAImageFolder, DASVHN
 from .metric import DAAccuracy
 from .models import DAImageClassifier, TorchvisionResNet, WideResNet
+from .nas import CANDIDATE_NAMES, CANDIDATES, ChoiceBlock, ChoiceNet, fixed_backbone_cfg
 from .transforms import (CenterCropCls, DAClsPolicy, DAClsTorchvisionAug, PackClsInputs, RandomCropPadCls,
                          RandomFlipCls, RandomResizedCropCls, ResizeCls)
 
 __all__ = ['DDASSearchHook', 'DACIFAR', 'DAFashionMNIST', 'DAImageFolder', 'DASVHN', 'DAAccuracy',
            'DAImageClassifier', 'TorchvisionResNet', 'WideResNet', 'CenterCropCls', 'DAClsPolicy',
            'DAClsTorchvisionAug', 'PackClsInputs', 'RandomCropPadCls', 'RandomFlipCls', 'RandomResizedCropCls',
-           'ResizeCls']
+           'ResizeCls', 'CANDIDATE_NAMES', 'CANDIDATES', 'ChoiceBlock', 'ChoiceNet', 'fixed_backbone_cfg']

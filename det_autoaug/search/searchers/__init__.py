@@ -1,16 +1,18 @@
-"""Searchers behind the one search hook: DDAS (default), DADA and DAAS (see :mod:`.base`)."""
+"""Searchers behind the one search hook: DDAS (default), DADA, DAAS and DAAS's joint architecture
+and augmentation search (see :mod:`.base`)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ...ops.spaces import SpaceEntry
 from .base import (DiffStep, SearchContextMixin, Searcher, TorchSearchContext, augment_batch_differentiable,
                    distinct_ops, select_images)
 from .daas import DAASPolicy, DAASSearcher
+from .daas_joint import DAASJointSearcher
 from .dada import DADASearcher
 from .ddas import DDASSearcher
 
-SEARCHERS = {'ddas': DDASSearcher, 'dada': DADASearcher, 'daas': DAASSearcher}
+SEARCHERS = {'ddas': DDASSearcher, 'dada': DADASearcher, 'daas': DAASSearcher, 'daas_joint': DAASJointSearcher}
 
 
 def build_searcher(name: str, entries: Sequence[SpaceEntry], cfg: Optional[Mapping[str, Any]] = None) -> Searcher:
@@ -30,4 +32,4 @@ def build_searcher(name: str, entries: Sequence[SpaceEntry], cfg: Optional[Mappi
 
 __all__ = ['SEARCHERS', 'build_searcher', 'Searcher', 'SearchContextMixin', 'TorchSearchContext', 'DiffStep',
            'augment_batch_differentiable', 'select_images', 'distinct_ops', 'DDASSearcher', 'DADASearcher',
-           'DAASSearcher', 'DAASPolicy']
+           'DAASSearcher', 'DAASJointSearcher', 'DAASPolicy']

@@ -20,11 +20,14 @@ implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, `
   ``theta + scale * buf[slot]`` (restored exactly on exit);
 - ``next_val_batch()``; ``forward_loss(batch)`` (a loss with its graph, no backward);
   ``all_reduce_mean(tensors)`` (average over DDP ranks; identity without a process group);
-  ``draw_seed()`` (a seed from the augmentation generator, so an augmentation can be replayed).
+  ``draw_seed()`` (a seed from the augmentation generator, so an augmentation can be replayed);
+- ``model`` (the unwrapped model) and ``first_module_with(attribute)`` (its first module with a
+  method of that name, e.g. ``'choice_blocks'`` for the joint architecture search).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -71,6 +74,19 @@ class Searcher:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
+
+    def setup(self, ctx: 'SearchContextMixin') -> None:
+        """Called once the context has its model (the hook: at the end of ``before_run``), before any
+        step and after ``__init__``; a searcher that needs the model (e.g. its choice blocks) checks
+        it here and raises ``ValueError`` if it does not fit."""
+
+    def export_meta(self) -> Dict[str, Any]:
+        """Extra ``meta`` items of the policy file (JSON-serialisable)."""
+        return {}
+
+    def write_outputs(self, work_dir: Path, meta: Mapping[str, Any]) -> List[Path]:
+        """Write the searcher's own output files besides the policy file; returns their paths."""
+        return []
 
     def log_scalars(self) -> Dict[str, float]:
         """Scalars for the logger (``train/<name>_<key>``)."""
@@ -142,7 +158,7 @@ class SearchContextMixin:
     Attributes a context sets: ``params`` (trainable parameters), ``buffers``
     (:class:`FlatGradBuffers`), ``device``, ``aug_gen`` (rank-specific augmentation generator),
     ``policy_gen`` (identical on every rank), ``bgr_inputs``, ``filter_kwargs``,
-    ``phase_seconds``.
+    ``phase_seconds``, ``model`` (the unwrapped model: no DDP wrapper).
     """
 
     params: List[torch.nn.Parameter]
@@ -152,6 +168,7 @@ class SearchContextMixin:
     policy_gen: torch.Generator
     bgr_inputs: bool
     filter_kwargs: Dict[str, float]
+    model: torch.nn.Module
 
     # -- model-specific (implemented by the context) ----------------------------------------
     def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -236,6 +253,14 @@ class SearchContextMixin:
             with torch.no_grad():
                 for p, s in zip(self.params, saved):
                     p.copy_(s)
+
+    def first_module_with(self, attribute: str) -> Optional[torch.nn.Module]:
+        """The first module of ``model`` (itself first, then ``modules()`` order) with a method
+        ``attribute``, or ``None``: how a searcher finds e.g. the supernet of a classifier."""
+        for module in self.model.modules():
+            if callable(getattr(module, attribute, None)):
+                return module
+        return None
 
     def all_reduce_mean(self, tensors: Sequence[Tensor]) -> List[Tensor]:
         """Average each tensor over the ranks (returns new tensors; identity without DDP)."""

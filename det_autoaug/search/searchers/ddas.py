@@ -2,9 +2,8 @@
 through the search-context primitives (the step of REFERENCE section 1, unchanged)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
