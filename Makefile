@@ -16,4 +16,4 @@ search: setup
 	$(PY) tools/search_det.py --device $(DEVICE) --work-dir $(WORK_DIR)
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -rs

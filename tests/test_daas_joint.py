@@ -2,7 +2,6 @@
 problem whose best candidate is known, exact resume, and a tiny search -> train run through the tools."""
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from det_autoaug.policy.policy_file import load_policy_file  # noqa: E402
 from det_autoaug.search.arch_file import arch_from_dict, load_arch_file, save_arch_file  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS, DAASJointSearcher, TorchSearchContext  # noqa: E402
 from cls_helpers import make_fashion_root  # noqa: E402
+from state_helpers import ToyCheckpoint, assert_same_state  # noqa: E402
 
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in ('Identity', 'FlipLR', 'FlipUD', 'Invert'))
 SIZE, BATCH = 8, 16
@@ -139,7 +139,7 @@ def _images(n: int, gen: torch.Generator):
     return x, y
 
 
-class Toy:
+class Toy(ToyCheckpoint):
     """Toy net, optimiser, data and context, all seeded."""
 
     def __init__(self, searcher: DAASJointSearcher, seed: int = 0) -> None:
@@ -156,20 +156,6 @@ class Toy:
     def run(self, steps: int) -> None:
         for _ in range(steps):
             self.searcher.step(self.ctx, self._val())
-
-    def state(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save(dict(searcher=self.searcher.state_dict(), model=self.model.state_dict(), opt=self.opt.state_dict(),
-                        ctx=self.ctx.state(), data=self.data_gen.get_state()), buf)
-        return buf.getvalue()
-
-    def load(self, blob: bytes) -> None:
-        state = torch.load(io.BytesIO(blob), weights_only=True)
-        self.searcher.load_state_dict(state['searcher'])
-        self.model.load_state_dict(state['model'])
-        self.opt.load_state_dict(state['opt'])
-        self.ctx.load_state(state['ctx'])
-        self.data_gen.set_state(state['data'])
 
 
 def test_joint_search_raises_the_probability_of_the_op_that_helps_validation():
@@ -202,26 +188,8 @@ def test_state_dict_round_trip_mid_search_continues_identically(set_up_first):
     resumed.load(blob)
     resumed.run(4)
     assert [t['epoch'] for t in resumed.searcher.arch_trajectory] == [1]
-    a, b = _flatten(straight.searcher.state_dict()), _flatten(resumed.searcher.state_dict())
-    assert a.keys() == b.keys() and any(k.startswith('arch.logits') for k in a)
-    for key in a:
-        if isinstance(a[key], torch.Tensor):
-            assert torch.equal(a[key], b[key]), key
-        else:
-            assert a[key] == b[key], key
-
-
-def _flatten(state, prefix=''):
-    out = {}
-    if isinstance(state, dict):
-        for k, v in state.items():
-            out.update(_flatten(v, f'{prefix}{k}.'))
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            out.update(_flatten(v, f'{prefix}{i}.'))
-    else:
-        out[prefix] = state
-    return out
+    flat = assert_same_state(straight.searcher.state_dict(), resumed.searcher.state_dict())
+    assert any(k.startswith('arch.logits') for k in flat)
 
 
 # ----------------------------------------------------------------------------- bad arguments

@@ -7,7 +7,6 @@ A linear classifier starts at zero. Every searcher must make FlipLR its most lik
 """
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -18,6 +17,7 @@ from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, save_policy_file
 from det_autoaug.search.searchers import (DAASSearcher, DADASearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
+from state_helpers import ToyCheckpoint, assert_same_state
 
 OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in OPS)
@@ -43,7 +43,7 @@ def _images(n: int, right: bool, gen: torch.Generator):
     return x, y
 
 
-class Toy:
+class Toy(ToyCheckpoint):
     """Model, optimiser, data streams and search context of the toy problem (all seeded)."""
 
     def __init__(self, searcher, seed: int = 0, lr: float = 0.5) -> None:
@@ -67,20 +67,6 @@ class Toy:
         for _ in range(steps):
             x, y = _images(BATCH, False, self.data_gen)
             self.searcher.step(self.ctx, dict(inputs=x, targets=y))
-
-    def state(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save(dict(searcher=self.searcher.state_dict(), model=self.model.state_dict(), opt=self.opt.state_dict(),
-                        ctx=self.ctx.state(), data=self.data_gen.get_state()), buf)
-        return buf.getvalue()
-
-    def load(self, blob: bytes) -> None:
-        state = torch.load(io.BytesIO(blob), weights_only=True)
-        self.searcher.load_state_dict(state['searcher'])
-        self.model.load_state_dict(state['model'])
-        self.opt.load_state_dict(state['opt'])
-        self.ctx.load_state(state['ctx'])
-        self.data_gen.set_state(state['data'])
 
 
 def _ddas():
@@ -121,27 +107,7 @@ def test_state_dict_round_trip_mid_search_continues_identically(make):
     resumed = Toy(make(), seed=123)  # different seed: everything must come from the state
     resumed.load(blob)
     resumed.run(4)
-    a, b = straight.searcher.state_dict(), resumed.searcher.state_dict()
-    flat_a, flat_b = _flatten(a), _flatten(b)
-    assert flat_a.keys() == flat_b.keys()
-    for key in flat_a:
-        if isinstance(flat_a[key], torch.Tensor):
-            assert torch.equal(flat_a[key], flat_b[key]), key
-        else:
-            assert flat_a[key] == flat_b[key], key
-
-
-def _flatten(state, prefix=''):
-    out = {}
-    if isinstance(state, dict):
-        for k, v in state.items():
-            out.update(_flatten(v, f'{prefix}{k}.'))
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            out.update(_flatten(v, f'{prefix}{i}.'))
-    else:
-        out[prefix] = state
-    return out
+    assert_same_state(straight.searcher.state_dict(), resumed.searcher.state_dict())
 
 
 def test_load_state_dict_rejects_another_searcher():

@@ -103,8 +103,10 @@ def test_search_det_tool_sets_the_searcher(monkeypatch):
     with pytest.raises(SystemExit):
         search_det.parse_args(['--searcher', 'nope'])
     cfg = Config(dict(custom_hooks=[dict(type='DDASSearchHook', space='det_default'), dict(type='Other')]))
+    assert search_det.hook_searcher(cfg) == 'ddas'
     search_det.set_searcher(cfg, 'daas')
     assert cfg.custom_hooks[0]['searcher'] == 'daas' and 'searcher' not in cfg.custom_hooks[1]
+    assert search_det.hook_searcher(cfg) == 'daas'
 
 
 def _free_port() -> int:

@@ -34,7 +34,7 @@ DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-from search_det import print_policy, select_device, set_searcher  # noqa: E402  (tools/ is on sys.path)
+from search_det import hook_searcher, print_policy, select_device, set_searcher  # noqa: E402  (tools/ on sys.path)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -89,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
         enable_safe_resume()
         cfg.resume = True
         cfg.load_from = None
-    print(f'DDAS search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
+    print(f'{hook_searcher(cfg).upper()} search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
     hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')

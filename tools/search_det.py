@@ -56,6 +56,12 @@ def select_device(device: str) -> str:
     raise SystemExit(f"--device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
+def hook_searcher(cfg) -> str:
+    """The searcher of the first DDASSearchHook in ``cfg.custom_hooks`` (``'ddas'`` unless it says)."""
+    hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') == 'DDASSearchHook']
+    return hooks[0].get('searcher', 'ddas') if hooks else 'ddas'
+
+
 def set_searcher(cfg, searcher: str) -> None:
     """Set ``searcher`` on every DDASSearchHook in ``cfg.custom_hooks``."""
     for hook in cfg.get('custom_hooks') or []:
@@ -127,7 +133,7 @@ def main(argv=None) -> None:
     if args.resume:
         cfg.resume = True
         cfg.load_from = None
-    print(f'DDAS search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
+    print(f'{hook_searcher(cfg).upper()} search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
     hooks = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook']

@@ -14,17 +14,15 @@ what was expected, so a training config fails at build time, not in a dataloader
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..ops.spaces import SpaceEntry
 from ..ops.table import MAX_LEVEL, get_op
+from ..utils.json_file import read_json, write_json_atomic
 
 SCHEMA = 'det_autoaug.policy'
 VERSION = 1
@@ -290,15 +288,7 @@ def load_policy_file(path: PathLike) -> PolicyFile:
         ValueError: not JSON, or not a valid version-1 policy file (the message says why).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'policy file {path} does not exist')
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'policy file {path} is not valid JSON: {e}') from None
-    return policy_from_dict(doc, path)
+    return policy_from_dict(read_json(path, 'policy file'), path)
 
 
 def _plain(values: Any) -> list:
@@ -358,21 +348,7 @@ def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequ
                                             for o in sp['ops']], prob=float(sp['prob']))
                               if isinstance(sp, Mapping) else sp for sp in subpolicies]
     policy = policy_from_dict(doc, path)
-    try:
-        text = json.dumps(policy.to_dict(), indent=2, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f'policy file {path}: meta is not JSON-serialisable ({e})') from None
-    folder = os.path.dirname(os.path.abspath(path))
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.policy-', suffix='.json.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, policy.to_dict(), 'policy file')
     return policy
 
 

@@ -13,13 +13,13 @@ read by ``tools/train_cls.py --arch`` to train the found architecture::
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from ..utils.json_file import read_json, write_json_atomic
 
 SCHEMA = 'det_autoaug.arch'
 VERSION = 1
@@ -154,15 +154,7 @@ def save_arch_file(path: PathLike, *, searcher: str, candidates: Sequence[Sequen
                                                         for c, r in zip(candidates, rows)],
            'probs': rows, 'trajectory': [dict(t) for t in trajectory or []], 'meta': meta}
     written = arch_from_dict(doc, path)
-    try:
-        text = json.dumps(written.to_dict(), indent=2, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f'arch file {path}: network or meta is not JSON-serialisable ({e})') from None
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text + '\n')
-    os.replace(tmp, path)
+    write_json_atomic(path, written.to_dict(), 'arch file', what='network or meta')
     return written
 
 
@@ -176,13 +168,5 @@ def load_arch_file(path: PathLike) -> ArchFile:
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, FILE_NAME)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'arch file {path} does not exist (a daas_joint search writes {FILE_NAME} '
-                                'in its work dir)')
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'arch file {path} is not valid JSON: {e}') from None
+    doc = read_json(path, 'arch file', f' (a daas_joint search writes {FILE_NAME} in its work dir)')
     return arch_from_dict(doc, path)

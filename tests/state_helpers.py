@@ -1,0 +1,53 @@
+"""Comparing searcher states (nested dicts and lists of tensors and plain values) in the tests."""
+from __future__ import annotations
+
+import io
+from typing import Any, Dict
+
+import torch
+
+
+def flatten_state(state: Any, prefix: str = '') -> Dict[str, Any]:
+    """``{'a.b.0.': leaf, ...}``: every leaf of nested dicts, lists and tuples under its dotted path."""
+    out: Dict[str, Any] = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            out.update(flatten_state(v, f'{prefix}{k}.'))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            out.update(flatten_state(v, f'{prefix}{i}.'))
+    else:
+        out[prefix] = state
+    return out
+
+
+def assert_same_state(a: Any, b: Any) -> Dict[str, Any]:
+    """Assert that two states have the same leaves, tensors bit-exactly; returns ``a`` flattened."""
+    flat_a, flat_b = flatten_state(a), flatten_state(b)
+    assert flat_a.keys() == flat_b.keys()
+    for key in flat_a:
+        if isinstance(flat_a[key], torch.Tensor):
+            assert torch.equal(flat_a[key], flat_b[key]), key
+        else:
+            assert flat_a[key] == flat_b[key], key
+    return flat_a
+
+
+class ToyCheckpoint:
+    """``state()`` / ``load()`` of a toy search run: the searcher, model, optimiser, context
+    generators and data generator (attributes ``searcher``, ``model``, ``opt``, ``ctx``,
+    ``data_gen``), through ``torch.save`` bytes as a checkpoint would hold them."""
+
+    def state(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(dict(searcher=self.searcher.state_dict(), model=self.model.state_dict(), opt=self.opt.state_dict(),
+                        ctx=self.ctx.state(), data=self.data_gen.get_state()), buf)
+        return buf.getvalue()
+
+    def load(self, blob: bytes) -> None:
+        state = torch.load(io.BytesIO(blob), weights_only=True)
+        self.searcher.load_state_dict(state['searcher'])
+        self.model.load_state_dict(state['model'])
+        self.opt.load_state_dict(state['opt'])
+        self.ctx.load_state(state['ctx'])
+        self.data_gen.set_state(state['data'])
