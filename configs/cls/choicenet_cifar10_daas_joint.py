@@ -6,7 +6,6 @@
 # off the sampled path get a zero gradient, which weight decay would turn into shrinking).
 #   python tools/search_cls.py configs/cls/choicenet_cifar10_daas_joint.py --device cuda \
 #       --cfg-options train_dataloader.dataset.data_root=/data/cifar
-# Under DDP add model_wrapper_cfg=dict(type='MMDistributedDataParallel', find_unused_parameters=True).
 # Paper numbers to answer to: CIFAR-10 97.91% (after training the found network, not reproduced here).
 _base_ = ['./_base_/cls_runtime.py']
 data_root = 'data/cifar'  # set: the folder holding cifar-10-batches-py
@@ -34,3 +33,5 @@ custom_hooks = [
          searcher_cfg=dict(baseline_decay=0.9, lr_arch=3e-4, tau=10.0, tau_min=0.1,
                            tau_decay=0.01 ** (1.0 / steps), arch_file='arch.json')),
 ]
+# DDP (a launcher): the candidates off the sampled path get no gradient in the weights' backward
+find_unused_parameters = True

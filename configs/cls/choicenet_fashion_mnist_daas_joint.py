@@ -23,3 +23,5 @@ custom_hooks = [
 test_dataloader = None
 test_evaluator = None
 test_cfg = None
+# DDP (a launcher): the candidates off the sampled path get no gradient in the weights' backward
+find_unused_parameters = True
