@@ -52,12 +52,13 @@ Modes:
         ``work_dir/data``, Resize scale 80, 6 epochs (750 iterations of batch 8), seeds 0 1 2,
         a 2-epoch search per seed (200 steps; ``--search-once``: seed 0 only). The default
         embedded set (1500/300/300) at 96-128 px does not fit an hour on 2 shared cores.
-        Measured on the 2 CPU cores of the development machine while other experiments, test
-        suites and an mmcv build shared them (timings are noisy, easily 2x): with
-        ``--threads 1`` one training run took 145-270 s (0.2-0.4 s per iteration) plus 5-25 s of
-        testing, the 200-step search 148 s (at scale 64); 15 runs (5 arms x 3 seeds) 46 min,
-        about 50 min with the search. See docs/results.md ("Detection") for the numbers and the
-        exact command that produced them.
+        Measured on the 2 CPU cores of the development machine, shared with other experiments
+        and test suites (timings are noisy, easily 2x): with ``--threads 1`` one training run
+        took 160-370 s (0.2-0.5 s per iteration) plus 5-25 s of testing; the 200-step searches
+        80-400 s (DAAS, DADA, DDAS at scale 80). All seven arms (21 runs, 3 searches) took 77
+        minutes split over two processes, one per core (one process on idle cores: about 75
+        minutes, estimated from those per-run times). See docs/results.md ("Detection") for the numbers and the exact commands
+        that produced them.
 
 Examples:
     python tools/compare_det.py --quick
