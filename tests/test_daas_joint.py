@@ -22,20 +22,11 @@ from det_autoaug.policy.policy_file import load_policy_file  # noqa: E402
 from det_autoaug.search.arch_file import arch_from_dict, load_arch_file, save_arch_file  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS, DAASJointSearcher, TorchSearchContext  # noqa: E402
 from cls_helpers import make_fashion_root  # noqa: E402
-from state_helpers import ToyCheckpoint, assert_same_state  # noqa: E402
+from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: E402,F401  (one_thread: autouse)
 
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in ('Identity', 'FlipLR', 'FlipUD', 'Invert'))
 SIZE, BATCH = 8, 16
 CONFIGS = ROOT / 'configs' / 'cls'
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _joint(**kwargs) -> DAASJointSearcher:

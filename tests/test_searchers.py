@@ -17,20 +17,11 @@ from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, save_policy_file
 from det_autoaug.search.searchers import (DAASSearcher, DADASearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
-from state_helpers import ToyCheckpoint, assert_same_state
+from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
 
 OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in OPS)
 SIZE, BATCH = 8, 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _images(n: int, right: bool, gen: torch.Generator):
