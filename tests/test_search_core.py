@@ -97,7 +97,8 @@ def reference_meta_gradient(policy: DDASPolicy, model, theta, grads, val):
 
 
 # -- THE EXACTNESS TEST -------------------------------------------------------------------------
-def test_policy_gradient_equals_meta_gradient_through_one_step():
+@pytest.mark.parametrize('estimator', ['centred', 'paper'])
+def test_policy_gradient_equals_meta_gradient_through_one_step(estimator):
     """Core gradient * (eta * n) == autograd derivative of the validation loss after one step.
 
     Runs the whole caller pipeline (FlatGradBuffers in float64, model_grad_coefficients, an SGD
@@ -105,7 +106,7 @@ def test_policy_gradient_equals_meta_gradient_through_one_step():
     reference. Tolerance: relative 1e-9 (float64; observed ~1e-15), and cosine > 0.99.
     """
     model, (x, y), val = make_problem()
-    policy = make_policy()
+    policy = make_policy(estimator=estimator)
     proposal = Proposal.from_entries(policy, ALL_PAIRS)
     k = len(ALL_PAIRS)
     params = list(model.parameters())
@@ -167,6 +168,85 @@ def test_sampled_estimator_direction_approaches_exact_gradient():
         sum_beta += grad_beta
     assert cosine(sum_alpha, ref_alpha) > 0.99  # observed 0.99999 with this seed
     assert torch.sign(sum_beta) == torch.sign(ref_beta)
+
+
+# -- the sampled estimators against the expectation they estimate -----------------------------
+K_DRAWS = 3
+TUPLES = list(itertools.product(range(len(ALL_PAIRS)), repeat=K_DRAWS))  # every draw of K = 3 policies
+
+
+def exact_reward_gradient(policy: DDASPolicy, f: torch.Tensor):
+    """d/d(alpha, beta) of ``-s * sum_tau P(tau) f(tau)`` by autograd on a formula of its own."""
+    alpha = policy.alpha.detach().clone().requires_grad_(True)
+    beta = policy.beta.detach().clone().requires_grad_(True)
+    p = torch.softmax(alpha, 0)
+    prob = torch.stack([p[a] * p[b] for a, b in ALL_PAIRS])
+    return torch.autograd.grad(-torch.sigmoid(beta) * (prob * f).sum(), [alpha, beta])
+
+
+def expected_update(policy: DDASPolicy, f: torch.Tensor):
+    """E[n * policy_gradient] over every possible draw of K_DRAWS proposals, summed exactly.
+
+    ``f`` is the reward of each of the 9 policies (``dot_aug - dot_clean`` with ``dot_clean = 0``);
+    each draw's probability is the product of the sampler's ``q`` of its policies.
+    """
+    q = Proposal.from_entries(policy, ALL_PAIRS).proposal_prob
+    mean_alpha, mean_beta = torch.zeros(3, dtype=F64), torch.zeros((), dtype=F64)
+    for draw in TUPLES:
+        weight = float(q[list(draw)].prod())
+        if weight == 0.0:
+            continue
+        rewards = f[list(draw)]
+        grad_alpha, grad_beta = policy.policy_gradient(policy.evaluate([ALL_PAIRS[i] for i in draw]), rewards, 0.0)
+        n = float(rewards.abs().sum()) + EPS
+        mean_alpha += weight * n * grad_alpha
+        mean_beta += weight * n * grad_beta
+    return mean_alpha, mean_beta
+
+
+REWARDS = torch.tensor([0.31, -0.12, 0.05, -0.4, 0.22, 0.09, -0.05, 0.18, -0.27], dtype=F64)
+
+
+@pytest.mark.parametrize('alpha, explore_ratio', [((0.0, 0.0, 0.0), 1.0), ((0.8, -0.4, 0.3), 0.0)],
+                         ids=['uniform-p', 'on-policy'])
+@pytest.mark.parametrize('offset', [0.0, -1.0])
+def test_sampled_expectation_equals_the_exact_gradient(alpha, explore_ratio, offset):
+    """Summed over all 729 draws of K = 3: 'centred' is (K-1)/K of the exact gradient, 'paper' all of it.
+
+    Holds at uniform p (where every search starts) and for on-policy proposals at any p, whatever
+    the reward offset; beta's expectation is exact for both (the weights are uniform here).
+    """
+    f = REWARDS + offset
+    for estimator, scale in (('centred', (K_DRAWS - 1) / K_DRAWS), ('paper', 1.0)):
+        policy = make_policy(estimator=estimator, explore_ratio=explore_ratio)
+        with torch.no_grad():
+            policy.alpha.copy_(torch.tensor(alpha, dtype=F64))
+        ref_alpha, ref_beta = exact_reward_gradient(policy, f)
+        mean_alpha, mean_beta = expected_update(policy, f)
+        assert ref_alpha.abs().max() > 1e-3, 'degenerate problem: zero exact gradient'
+        torch.testing.assert_close(mean_alpha, scale * ref_alpha, rtol=1e-9, atol=1e-13)
+        torch.testing.assert_close(mean_beta, ref_beta, rtol=1e-9, atol=1e-13)
+
+
+def test_centred_expectation_ignores_a_reward_offset_paper_does_not():
+    """Peaked p, uniform proposals (the default sampler): a common reward offset is information-free.
+
+    'centred' gives the same expected update with offset 0 and -1 (exactly); 'paper' moves by
+    -offset * E[sum_k w_k d log P_k], which here points towards the most probable entry.
+    """
+    expected = {}
+    for estimator in ('centred', 'paper'):
+        for offset in (0.0, -1.0):
+            policy = make_policy(estimator=estimator)
+            with torch.no_grad():
+                policy.alpha.copy_(torch.tensor([2.0, -1.0, 0.0], dtype=F64))
+            expected[estimator, offset] = expected_update(policy, REWARDS + offset)[0]
+    torch.testing.assert_close(expected['centred', -1.0], expected['centred', 0.0], rtol=1e-9, atol=1e-13)
+    drift = expected['paper', -1.0] - expected['paper', 0.0]
+    assert drift[0] < -1e-2, f'paper: a negative offset should push the leading entry up, drift {drift.tolist()}'
+    # shrunk by self-normalisation at this peaked p, but still along the exact gradient
+    ref_alpha, _ = exact_reward_gradient(policy, REWARDS)
+    assert cosine(expected['centred', 0.0], ref_alpha) > 0.5
 
 
 # -- proposals and importance weights -----------------------------------------------------------

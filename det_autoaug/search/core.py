@@ -12,10 +12,12 @@ augmented at all). One search step, as the caller drives it (see ``docs/architec
 3. ``policy.update(proposal, dot_aug=<g_k, g_V>, dot_clean=<g_0, g_V>)``.
 
 Why the update is right: with ``theta' = theta - eta * g_hat(alpha, beta)`` and ``g_0, g_k`` fixed,
-``dL_val(theta')/dalpha = -eta * s * sum_k dP(tau_k)/dalpha <g_k, g_V>`` exactly, and the gradient
-of the policy loss below equals that derivative divided by ``eta * n`` (``n = sum_k |r_k| + EPS``;
-the normalisation makes the step size independent of the gradient scale). The test suite checks
-this identity to ~1e-12 in float64 by differentiating through one model step.
+``dL_val(theta')/dalpha = -eta * s * sum_tau dP(tau)/dalpha <g_tau, g_V>`` exactly; when every
+policy is enumerated the policy gradient below times ``eta * n`` (``n = sum_k |r_k| + EPS``; the
+normalisation makes the step size independent of the gradient scale) equals that derivative,
+which the test suite checks to ~1e-12 in float64 by differentiating through one model step.
+Under sampling the update is an estimate: :meth:`DDASPolicy.policy_gradient` says of what, for
+the default ``estimator='centred'`` and the published ``'paper'`` one.
 
 Deviations from the official CIFAR/ImageNet code, on purpose (REFERENCE.md section 1):
 
@@ -23,7 +25,9 @@ Deviations from the official CIFAR/ImageNet code, on purpose (REFERENCE.md secti
   ``q``, so ``explore_ratio < 1`` is not biased (note c); with the default ``explore_ratio = 1``
   (uniform proposals, as the official runs) they equal the official ``P / Z``;
 - ``n`` has an epsilon, so all-zero rewards give a zero gradient instead of NaN;
-- the schedule includes the final update when the caller snapshots after it (note d).
+- the schedule includes the final update when the caller snapshots after it (note d);
+- by default ``alpha``'s rewards are centred on their weighted mean (note e): the published
+  update lets an information-free reward with a negative mean collapse ``p`` onto one entry.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from ..policy.policy_file import schedule_index
 
 EPS = 1e-12  # added to n = sum |r_k|: all-zero rewards then give a zero policy gradient, not NaN
 STATE_VERSION = 1
+ESTIMATORS = ('centred', 'paper')
 
 
 @dataclass(frozen=True, eq=False)  # tensors: compare fields explicitly
@@ -85,6 +90,8 @@ class DDASPolicy:
         lr_beta: Adam learning rate of ``beta`` (0.001), > 0.
         explore_ratio: probability that a proposed policy is drawn uniformly instead of from
             ``p``, in [0, 1]; 1 (default) gives uniform proposals, as in the official runs.
+        estimator: ``'centred'`` (default) or ``'paper'``: how ``alpha``'s gradient uses the
+            rewards (see :meth:`policy_gradient`). ``'paper'`` is the published update.
         dtype: floating dtype of ``alpha``/``beta`` (float32; float64 for exactness tests).
         device: where ``alpha``/``beta`` live (CPU by default; see :meth:`to`).
     """
@@ -93,7 +100,7 @@ class DDASPolicy:
 
     def __init__(self, num_entries: int, num_policies: int = 3, ops_per_policy: int = 2,
                  init_tp: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
-                 explore_ratio: float = 1.0, dtype: torch.dtype = torch.float32,
+                 explore_ratio: float = 1.0, estimator: str = 'centred', dtype: torch.dtype = torch.float32,
                  device: Union[str, torch.device, None] = None) -> None:
         _check_int('num_entries', num_entries, 1)
         _check_int('num_policies', num_policies, 1)
@@ -105,6 +112,8 @@ class DDASPolicy:
                 raise ValueError(f'{name} must be > 0, got {lr!r}')
         if not 0.0 <= explore_ratio <= 1.0:
             raise ValueError(f'explore_ratio must be in [0, 1], got {explore_ratio!r}')
+        if estimator not in ESTIMATORS:
+            raise ValueError(f'estimator must be one of {ESTIMATORS}, got {estimator!r}')
         if not dtype.is_floating_point:
             raise ValueError(f'dtype must be a floating dtype, got {dtype!r}')
         self.num_entries = int(num_entries)  # plain ints: numpy scalars would break weights_only loads
@@ -112,6 +121,7 @@ class DDASPolicy:
         self.ops_per_policy = int(ops_per_policy)
         self.init_tp = float(init_tp)
         self.explore_ratio = float(explore_ratio)
+        self.estimator = estimator
         self.alpha = torch.nn.Parameter(torch.zeros(num_entries, dtype=dtype, device=device))
         self.beta = torch.nn.Parameter(torch.tensor(math.log(init_tp / (1 - init_tp)), dtype=dtype, device=device))
         self.opt_alpha = torch.optim.Adam([self.alpha], lr=lr_alpha, betas=(0.5, 0.999))
@@ -206,12 +216,30 @@ class DDASPolicy:
                         dot_clean: Union[float, Tensor]) -> Tuple[Tensor, Tensor]:
         """Gradients of the policy loss ``J`` w.r.t. ``alpha`` and ``beta``, without stepping.
 
-        ``J = - sum_k (r_k / n) * s * (P_alpha(tau_k) / q_k) / sum_j (P(tau_j) / q_j)`` with
-        ``r_k = dot_aug[k] - dot_clean`` and ``n = sum_k |r_k| + EPS``; only ``P_alpha`` and ``s``
-        carry gradient. Multiplied by ``eta * n`` (``eta`` the model learning rate) this is the
-        derivative of the validation loss after one model SGD step on ``g_hat``.
+        With ``r_k = dot_aug[k] - dot_clean``, ``n = sum_k |r_k| + EPS`` and the importance weights
+        ``w_k`` of the proposal (constants), ``n * grad`` is
 
-        Args:
+        - ``beta``: ``-s (1 - s) sum_k w_k r_k`` (both estimators);
+        - ``alpha``: ``-s sum_k w_k (r_k - b) d log P(tau_k) / d alpha`` with ``b = sum_j w_j r_j``
+          (``estimator='centred'``) or ``b = 0`` (``'paper'``, the published update).
+
+        What is exact and what is an estimate (``tests/test_search_core.py`` checks each claim):
+
+        - *Enumerated* (every policy proposed once, so ``w = P``): for both estimators, ``eta * n *
+          grad`` equals the derivative of the validation loss after one model SGD step on ``g_hat``
+          (``sum_k dP(tau_k)/d alpha = 0``, so the baseline drops out).
+        - *Sampled* (K i.i.d. proposals): ``'centred'`` is the derivative of the self-normalised
+          estimate ``sum_k w_k r_k`` with its normaliser differentiated too, so a reward offset
+          common to all proposals cancels exactly: rewards carrying no information about the
+          policy give a zero expected step at every ``p``. Its expectation is ``(K - 1) / K`` times
+          the exact gradient at uniform ``p`` and for on-policy proposals (``explore_ratio = 0``);
+          with uniform proposals and a peaked ``p`` self-normalisation shrinks it further (an
+          ``O(1/K)`` bias towards not moving). ``'paper'`` is unbiased at uniform ``p`` and
+          on-policy, but with uniform proposals and a peaked ``p`` its expectation gains a term
+          ``-(mean reward) * (sum_k w_k d log P_k)`` that pushes the most probable entries up
+          whenever the mean reward is negative, informative or not (REFERENCE note e).
+
+                Args:
             proposal: the proposal the model step used (sampled from this state, unchanged since).
             dot_aug: ``(K,)`` ``<g_k, g_V>``.
             dot_clean: ``<g_0, g_V>``.
@@ -268,12 +296,16 @@ class DDASPolicy:
         if not bool(torch.isfinite(rewards).all()):
             raise ValueError(f'rewards must be finite, got {rewards.tolist()} (non-finite gradients?)')
         norm = rewards.abs().sum() + EPS
-        q = proposal.proposal_prob.to(rewards)
-        ratio = _safe_ratio(proposal.prob.to(rewards), q)
-        # constant per-policy factor r_k / (n q_k sum_j P_j/q_j); 0 where q_k = 0 (never drawn)
-        coef = torch.where(q > 0, rewards / (norm * q.clamp_min(torch.finfo(q.dtype).tiny) * ratio.sum()),
-                           torch.zeros_like(q))
-        loss = -(coef * self.apply_prob() * self._policy_prob(proposal.entries)).sum()
+        weights = proposal.weights.to(rewards)
+        # alpha: sum_k w_k (r_k - b) d log P(tau_k); b = 0 is the published update, b = sum_j w_j r_j
+        # the centred one (the derivative of the self-normalised estimate, normaliser included)
+        baseline = (weights * rewards).sum() if self.estimator == 'centred' else rewards.new_zeros(())
+        log_prob = torch.log_softmax(self.alpha, dim=0)[proposal.entries].sum(dim=1)
+        s = self.apply_prob()
+        alpha_term = (weights * (rewards - baseline) * log_prob).sum() * s.detach()
+        # beta: s * sum_k w_k r_k, the reward whose gradient is exact when enumerated
+        beta_term = s * (weights * rewards).sum()
+        loss = -(alpha_term + beta_term) / norm
         return loss, rewards
 
     # -- trajectory, export, checkpoint --------------------------------------------------------

@@ -100,7 +100,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
             (``DAChoiceNet`` backbone without ``arch``; checked in ``before_run``) and writes
             ``arch.json`` beside the policy.
         searcher_cfg: keyword arguments of the searcher, overriding the fields above (e.g.
-            ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS,
+            ``dict(estimator='paper')`` for the published DDAS update, ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS,
             ``dict(lr_arch=3e-3, tau=5.0, tau_min=0.5, tau_decay=0.999)`` for DAAS-joint).
     """
 

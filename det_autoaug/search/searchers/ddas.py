@@ -22,17 +22,20 @@ class DDASSearcher(Searcher):
         lr_alpha: Adam learning rate of alpha.
         lr_beta: Adam learning rate of beta.
         explore_ratio: probability of a uniform proposal (importance-corrected below 1).
+        estimator: ``'centred'`` (default: alpha's rewards centred on their weighted mean) or
+            ``'paper'`` (the published update); see
+            :meth:`~det_autoaug.search.core.DDASPolicy.policy_gradient`.
     """
 
     name = 'ddas'
 
     def __init__(self, entries: Sequence[SpaceEntry], num_policies: int = 3, ops_per_policy: int = 2,
                  init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
-                 explore_ratio: float = 1.0) -> None:
+                 explore_ratio: float = 1.0, estimator: str = 'centred') -> None:
         self.entries = tuple(entries)
         self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
-                                 lr_beta=lr_beta, explore_ratio=explore_ratio)
+                                 lr_beta=lr_beta, explore_ratio=explore_ratio, estimator=estimator)
         self.num_policies = self.policy.num_policies
         self.num_grad_slots = self.num_policies + 2
         self.last_stats: Dict[str, float] = {}

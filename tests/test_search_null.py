@@ -1,0 +1,94 @@
+"""Information-free rewards must leave the DDAS policy in the random-walk band (issue: "searches
+that find good policies").
+
+A reward that carries no information about the policy (here ``dot_clean = 0`` and
+``dot_aug ~ N(-0.5, 3)``, independent of the proposals: a typical negative mean, large noise)
+should move ``p`` no further than a random walk. The band is computed here without the searcher:
+Adam moves each logit by about its learning rate per step, so after T steps a logit is about
+``N(0, (lr sqrt(T))^2)``; the band is the 99.9th percentile of ``max(p) * N`` over 4,000 such
+walks (numpy). The published update (``estimator='paper'``) leaves it at the raised learning rate
+of the Fashion-MNIST config (over 3,000 steps), which shows the test can fail.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from det_autoaug.ops.spaces import get_space
+from det_autoaug.search import DDASPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 1000
+SEEDS = (0, 1, 2)
+DDAS_KEYS = ('num_policies', 'ops_per_policy', 'init_apply_prob', 'lr_alpha', 'lr_beta', 'explore_ratio', 'estimator')
+HOOK_DEFAULTS = dict(space='det_default', num_policies=3, ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.005,
+                     lr_beta=0.001, explore_ratio=1.0, estimator='centred')
+
+
+def shipped_ddas_settings():
+    """Every distinct DDAS setting of a search hook in a shipped config: (space, DDAS kwargs)."""
+    settings = {}
+    for path in sorted((REPO / 'configs').rglob('*.py')):
+        if '_base_' in path.parts:
+            continue
+        for hook in Config.fromfile(str(path)).get('custom_hooks', []):
+            if hook.get('type') != 'DDASSearchHook' or hook.get('searcher', 'ddas') != 'ddas':
+                continue
+            merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
+            merged.update(hook.get('searcher_cfg') or {})
+            key = (merged['space'],) + tuple(merged[k] for k in DDAS_KEYS)
+            settings.setdefault(key, path.name)
+    return settings
+
+
+SETTINGS = shipped_ddas_settings()
+
+
+def random_walk_band(num_entries: int, lr: float, steps: int = STEPS, walks: int = 4000) -> float:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, lr * np.sqrt(steps), (walks, num_entries))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return float(np.percentile(p.max(1) * num_entries, 99.9))
+
+
+def null_search(num_entries: int, seed: int, steps: int = STEPS, **kwargs) -> float:
+    """``max(p) * N`` after ``steps`` updates with information-free rewards."""
+    kwargs = dict(kwargs)
+    init_tp = kwargs.pop('init_apply_prob')
+    policy = DDASPolicy(num_entries, init_tp=init_tp, **kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    reward_gen = torch.Generator().manual_seed(seed + 1000)
+    for _ in range(steps):
+        proposal = policy.sample(generator=gen)
+        dot_aug = torch.randn(policy.num_policies, generator=reward_gen) * 3.0 - 0.5
+        policy.update(proposal, dot_aug, 0.0)
+    return float(policy.probs().detach().max()) * num_entries
+
+
+def test_the_shipped_configs_have_ddas_settings():
+    assert len(SETTINGS) >= 3, f'expected the detection, CIFAR and Fashion-MNIST DDAS configs, found {SETTINGS}'
+
+
+@pytest.mark.parametrize('key', sorted(SETTINGS, key=str), ids=lambda key: SETTINGS[key])
+def test_information_free_rewards_stay_in_the_random_walk_band(key):
+    space, *values = key
+    kwargs = dict(zip(DDAS_KEYS, values))
+    num_entries = len(get_space(space))
+    band = random_walk_band(num_entries, kwargs['lr_alpha'])
+    peaks = [null_search(num_entries, seed, **kwargs) for seed in SEEDS]
+    assert max(peaks) <= band, (f'{SETTINGS[key]}: max(p) * N reached {peaks} over seeds {SEEDS} after {STEPS} '
+                                f'information-free steps; the random-walk band is {band:.2f}')
+
+
+def test_the_paper_update_leaves_the_band_at_a_raised_learning_rate():
+    num_entries = len(get_space('ddas_cifar'))
+    kwargs = dict(HOOK_DEFAULTS, lr_alpha=0.03, lr_beta=0.006, estimator='paper')
+    del kwargs['space']
+    band = random_walk_band(num_entries, 0.03, steps=3 * STEPS)
+    peaks = [null_search(num_entries, seed, steps=3 * STEPS, **kwargs) for seed in SEEDS]
+    assert min(peaks) > band, f'the paper update stayed in the band ({band:.2f}): {peaks}'
