@@ -1,0 +1,1 @@
+"""Evaluation harnesses: measurements of whether a searcher finds what helps (planted harm)."""

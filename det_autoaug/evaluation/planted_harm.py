@@ -1,0 +1,239 @@
+"""A planted-harm harness: does a searcher move probability away from the ops that hurt?
+
+On Fashion-MNIST (embedded; the shoe classes all face one way, so flips move training away from
+the test distribution) with a small CNN, over a small space whose entries range from helpful to
+harmful:
+
+1. **Ground truth.** Train with each entry alone (applied to each image with probability
+   ``gt_prob``) and with none, for several seeds; an entry's effect is its mean test accuracy
+   minus none's. Entries whose effect is below ``-2`` standard errors of the difference are
+   *harmful*, above ``+2`` *helpful*.
+2. **Searches.** Each searcher (DDAS with the centred or the published estimator, DAAS, DADA)
+   trains the same CNN from scratch for the same number of steps while it searches; its final
+   per-entry probabilities give the *harmful mass* (summed over the harmful entries).
+3. **Null.** The same search with the rewards of each step permuted across its proposals (DDAS:
+   the K rewards; a search whose policy learns from nothing but noise). A searcher *separates*
+   when its harmful mass is below the null's 5th percentile.
+
+Everything is seeded; one torch thread per process is the caller's business (the tool sets it).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.fashion_mnist import load_fashion_mnist
+from ..ops.spaces import SpaceEntry
+from ..ops.table import get_op
+from ..search.searchers import TorchSearchContext, build_searcher, select_images
+
+
+def planted_space() -> Tuple[SpaceEntry, ...]:
+    """10 entries: mild geometric ops (expected to help), flips, large shifts and rotations, Invert."""
+    def at(op: str, level: float) -> SpaceEntry:
+        return SpaceEntry(op, round(get_op(op).magnitude_at(level, 'ddas'), 6), float(level))
+    return (SpaceEntry('Identity', 1.0), SpaceEntry('FlipLR', 1.0), SpaceEntry('FlipUD', 1.0),
+            SpaceEntry('Invert', 1.0), at('Rotate', 3), at('Rotate', 14), at('TranslateX', 3),
+            at('TranslateX', 14), at('TranslateY', 3), at('ShearX', 3))
+
+
+@dataclass
+class Setting:
+    """Sizes and schedule of the harness (defaults: the full run; see :func:`quick_setting`)."""
+
+    per_class: int = 50           # training images per class
+    val_images: int = 500         # held-out training images: the searchers' validation batches
+    test_images: int = 2000       # Fashion-MNIST test images used for the ground truth
+    batch: int = 32
+    steps: int = 800              # training steps of every run (ground truth and search)
+    lr: float = 0.05              # SGD, momentum 0.9, cosine to 0
+    gt_prob: float = 0.5          # probability that a ground-truth run augments an image
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    null_seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)
+    searchers: Dict[str, dict] = field(default_factory=lambda: {
+        # the learning rates of the shipped Fashion-MNIST search config (configs/cls/wrn_fashion_mnist_ddas.py)
+        'ddas': dict(name='ddas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
+        'ddas_paper': dict(name='ddas', cfg=dict(lr_alpha=0.03, lr_beta=0.006, estimator='paper')),
+        'daas': dict(name='daas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
+        'dada': dict(name='dada', cfg=dict()),
+    })
+
+
+def quick_setting() -> Setting:
+    """Seconds-sized: the test suite runs every path of the harness with it (no claim on results)."""
+    return Setting(per_class=4, val_images=40, test_images=60, batch=8, steps=4, seeds=(0,), null_seeds=(0, 1),
+                   searchers={'ddas': dict(name='ddas', cfg=dict()), 'daas': dict(name='daas', cfg=dict()),
+                              'dada': dict(name='dada', cfg=dict())})
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks and a linear head for (B, 1, 28, 28) images on the 0..255 scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Linear(32 * 7 * 7, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x / 255.0).flatten(1))
+
+
+@dataclass
+class Data:
+    train: Tuple[Tensor, Tensor]
+    val: Tuple[Tensor, Tensor]
+    test: Tuple[Tensor, Tensor]
+
+
+def load_data(setting: Setting, seed: int = 0, root: Optional[str] = None) -> Data:
+    """A class-balanced training set, a held-out validation set and a test subset (seeded)."""
+    images, labels = load_fashion_mnist(root, 'train')
+    rng = np.random.default_rng(seed)
+    train_idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), setting.per_class, replace=False)
+                                for c in range(10)])
+    rest = np.setdiff1d(np.arange(len(labels)), train_idx)
+    val_idx = rng.choice(rest, setting.val_images, replace=False)
+    test_images, test_labels = load_fashion_mnist(root, 'test')
+    test_idx = rng.choice(len(test_labels), setting.test_images, replace=False)
+
+    def pack(imgs: np.ndarray, labs: np.ndarray, idx: np.ndarray) -> Tuple[Tensor, Tensor]:
+        return torch.from_numpy(imgs[idx]).float()[:, None], torch.from_numpy(labs[idx])
+    return Data(pack(images, labels, train_idx), pack(images, labels, val_idx),
+                pack(test_images, test_labels, test_idx))
+
+
+def _batches(data: Tuple[Tensor, Tensor], batch: int, gen: torch.Generator) -> Callable[[], dict]:
+    """An endless stream of shuffled batches of ``data`` (reshuffled every pass)."""
+    x, y = data
+    order: List[int] = []
+
+    def next_batch() -> dict:
+        nonlocal order
+        if len(order) < batch:
+            order = torch.randperm(len(y), generator=gen).tolist()
+        idx, order = order[:batch], order[batch:]
+        return dict(inputs=x[idx], targets=y[idx])
+    return next_batch
+
+
+def _context(setting: Setting, data: Data, seed: int, num_slots: int) -> Tuple[TorchSearchContext, Callable]:
+    torch.manual_seed(seed)
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=setting.lr, momentum=0.9)
+    val_stream = _batches(data.val, setting.batch, torch.Generator().manual_seed(seed + 1))
+    ctx = TorchSearchContext(model, nn.functional.cross_entropy, opt, val_stream, num_slots, seed=seed)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, setting.steps)
+    return ctx, sched
+
+
+def accuracy(model: nn.Module, data: Tuple[Tensor, Tensor]) -> float:
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(data[0].split(500), data[1].split(500)))
+    model.train()
+    return correct / len(data[1])
+
+
+def train_with_entry(setting: Setting, data: Data, entry: Optional[SpaceEntry], seed: int) -> float:
+    """Test accuracy after training with ``entry`` applied per image with ``gt_prob`` (None: no augmentation)."""
+    ctx, sched = _context(setting, data, seed, num_slots=1)
+    stream = _batches(data.train, setting.batch, torch.Generator().manual_seed(seed + 2))
+    mask_gen = torch.Generator().manual_seed(seed + 3)
+    for _ in range(setting.steps):
+        batch = stream()
+        if entry is not None:
+            mask = (torch.rand(len(batch['targets']), generator=mask_gen) < setting.gt_prob).tolist()
+            batch = select_images(batch, ctx.augment(batch, [(entry.op, entry.magnitude)]), mask)
+        ctx.zero_grad()
+        ctx.train_loss_grad(batch)
+        ctx.optimizer_step()
+        sched.step()
+    return accuracy(ctx.model, data.test)
+
+
+def ground_truth(setting: Setting, data: Data, entries: Sequence[SpaceEntry],
+                 log: Callable[[str], None] = print) -> dict:
+    """Per-entry test accuracies over the seeds, effects against none, and the harmful/helpful sets."""
+    none = [train_with_entry(setting, data, None, s) for s in setting.seeds]
+    log(f'none: {np.mean(none):.4f} +- {np.std(none, ddof=1) if len(none) > 1 else 0:.4f}')
+    rows = []
+    for e in entries:
+        accs = [train_with_entry(setting, data, e, s) for s in setting.seeds]
+        diff = np.array(accs) - np.array(none)  # paired by seed (same init and batches)
+        se = float(np.std(diff, ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else None  # None: one seed
+        rows.append(dict(entry=e.label, acc=accs, effect=float(diff.mean()), se=se))
+        log(f'{e.label:>16}: {np.mean(accs):.4f}  effect {diff.mean():+.4f} (se {se})')
+    for row in rows:
+        bound = 2 * row['se'] if row['se'] is not None else 0.0
+        row['class'] = 'harmful' if row['effect'] < -bound else 'helpful' if row['effect'] > bound else 'neutral'
+    return dict(none=none, entries=rows)
+
+
+def _shuffle_rewards(searcher, gen: torch.Generator) -> None:
+    """Permute each step's rewards across its proposals before the policy sees them (the null)."""
+    policy = searcher.policy
+    update = policy.update
+
+    def shuffled(proposal, dot_aug, dot_clean):
+        return update(proposal, dot_aug[torch.randperm(len(dot_aug), generator=gen)], dot_clean)
+    policy.update = shuffled
+
+
+def entry_probs(searcher) -> List[float]:
+    """Per-entry probability of being used: DDAS/DAAS ``p``; DADA: its op probabilities spread over entries."""
+    if hasattr(searcher, 'policy') and hasattr(searcher.policy, 'probs'):
+        return [float(v) for v in searcher.policy.probs().detach()]
+    ops = searcher.op_probs()  # DADA: one probability per op (at its mean magnitude): split over its entries
+    total = sum(ops.values())
+    count = {op: sum(e.op == op for e in searcher.entries) for op in ops}
+    return [ops.get(e.op, 0.0) / total / count.get(e.op, 1) for e in searcher.entries]
+
+
+def run_search(setting: Setting, data: Data, entries: Sequence[SpaceEntry], spec: dict, seed: int,
+               null: bool = False) -> dict:
+    """One search of ``setting.steps`` steps; the final per-entry probabilities and its cost."""
+    searcher = build_searcher(spec['name'], entries, spec['cfg'])
+    if null:
+        if not hasattr(searcher, 'policy') or searcher.num_policies < 2:
+            raise ValueError(f'the shuffled-reward null needs K >= 2 proposals per step; {spec} has none')
+        _shuffle_rewards(searcher, torch.Generator().manual_seed(seed + 77))
+    ctx, sched = _context(setting, data, seed, searcher.num_grad_slots)
+    stream = _batches(data.train, setting.batch, torch.Generator().manual_seed(seed + 2))
+    start = time.perf_counter()
+    for _ in range(setting.steps):
+        searcher.step(ctx, stream())
+        sched.step()
+    return dict(probs=entry_probs(searcher), seconds=time.perf_counter() - start,
+                test_acc=accuracy(ctx.model, data.test))
+
+
+def mass(probs: Sequence[float], labels: Sequence[str], chosen: Sequence[str]) -> float:
+    return float(sum(p for p, lab in zip(probs, labels) if lab in chosen))
+
+
+def summarise(gt: dict, searches: Dict[str, List[dict]], nulls: Dict[str, List[dict]],
+              labels: Sequence[str]) -> dict:
+    """Harmful and helpful mass of every search against the uniform share and the null's percentiles."""
+    harmful = [r['entry'] for r in gt['entries'] if r['class'] == 'harmful']
+    helpful = [r['entry'] for r in gt['entries'] if r['class'] == 'helpful']
+    out = dict(harmful=harmful, helpful=helpful, uniform_harmful=len(harmful) / len(labels),
+               uniform_helpful=len(helpful) / len(labels), searchers={})
+    for name, runs in searches.items():
+        h = [mass(r['probs'], labels, harmful) for r in runs]
+        g = [mass(r['probs'], labels, helpful) for r in runs]
+        row = dict(harmful_mass=h, helpful_mass=g)
+        null_runs = nulls.get(name)
+        if null_runs:
+            null_h = [mass(r['probs'], labels, harmful) for r in null_runs]
+            row['null_harmful_mass'] = null_h
+            row['null_p05'] = float(np.percentile(null_h, 5))
+            row['separated'] = sum(v < row['null_p05'] for v in h)
+        out['searchers'][name] = row
+    return out

@@ -1,0 +1,56 @@
+"""The planted-harm harness: its quick mode end to end, the null's permutation and the summary rule."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from det_autoaug.evaluation.planted_harm import _shuffle_rewards, planted_space, summarise
+from det_autoaug.search.searchers import DDASSearcher
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_mode_writes_every_part(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'planted_harm.py'), '--quick', '--work-dir',
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    labels = [e.label for e in planted_space()]
+    assert results['space'] == labels
+    assert [r['entry'] for r in results['ground_truth']['entries']] == labels
+    assert set(results['searches']) == {'ddas', 'daas', 'dada'} and set(results['nulls']) == {'ddas'}
+    for runs in results['searches'].values():
+        for run in runs:
+            assert len(run['probs']) == len(labels) and abs(sum(run['probs']) - 1) < 1e-6
+    assert '| searcher | harmful mass' in proc.stdout
+
+
+def test_the_null_feeds_the_policy_a_permutation_of_the_rewards():
+    searcher = DDASSearcher(planted_space(), num_policies=4)
+    seen = []
+    searcher.policy.update = lambda proposal, dot_aug, dot_clean: seen.append(dot_aug.tolist())
+    _shuffle_rewards(searcher, torch.Generator().manual_seed(0))
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    for _ in range(20):
+        searcher.policy.update(None, rewards, 0.0)
+    assert all(sorted(s) == [1.0, 2.0, 3.0, 4.0] for s in seen)
+    assert any(s != [1.0, 2.0, 3.0, 4.0] for s in seen), 'the null never permuted the rewards'
+
+
+def test_summary_counts_seeds_below_the_null_5th_percentile():
+    labels = ['a', 'b', 'c', 'd']
+    gt = dict(entries=[dict(entry='a', **{'class': 'harmful'}), dict(entry='b', **{'class': 'helpful'}),
+                       dict(entry='c', **{'class': 'neutral'}), dict(entry='d', **{'class': 'harmful'})])
+    searches = {'s': [dict(probs=[0.1, 0.5, 0.3, 0.1]), dict(probs=[0.3, 0.2, 0.2, 0.3])]}
+    nulls = {'s': [dict(probs=[0.25, 0.25, 0.25, 0.25]), dict(probs=[0.2, 0.3, 0.25, 0.25]),
+                   dict(probs=[0.3, 0.2, 0.2, 0.3])]}
+    out = summarise(gt, searches, nulls, labels)
+    assert out['uniform_harmful'] == 0.5 and out['uniform_helpful'] == 0.25
+    row = out['searchers']['s']
+    assert row['harmful_mass'] == [0.2, 0.6] and row['helpful_mass'] == [0.5, 0.2]
+    # null harmful masses 0.5, 0.45, 0.6: 5th percentile 0.455; only the first seed (0.2) is below
+    assert abs(row['null_p05'] - 0.455) < 1e-9 and row['separated'] == 1
