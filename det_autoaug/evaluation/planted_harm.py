@@ -8,7 +8,8 @@ harmful:
    ``gt_prob``) and with none, for several seeds; an entry's effect is its mean test accuracy
    minus none's. Entries whose effect is below ``-2`` standard errors of the difference are
    *harmful*, above ``+2`` *helpful*.
-2. **Searches.** Each searcher (DDAS with the centred or the published estimator, DAAS, DADA)
+2. **Searches.** Each searcher (DDAS with the centred or the published estimator, DDAS with a
+   50-step delayed credit, DAAS, DADA)
    trains the same CNN from scratch for the same number of steps while it searches; its final
    per-entry probabilities give the *harmful mass* (summed over the harmful entries).
 3. **Null.** The same search with the rewards of each step permuted across its proposals (DDAS:
@@ -60,6 +61,7 @@ class Setting:
         # the learning rates of the shipped Fashion-MNIST search config (configs/cls/wrn_fashion_mnist_ddas.py)
         'ddas': dict(name='ddas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
         'ddas_paper': dict(name='ddas', cfg=dict(lr_alpha=0.03, lr_beta=0.006, estimator='paper')),
+        'ddas_h50': dict(name='ddas', cfg=dict(lr_alpha=0.03, lr_beta=0.006, horizon=50)),
         'daas': dict(name='daas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
         'dada': dict(name='dada', cfg=dict()),
     })

@@ -2,12 +2,13 @@
 through the search-context primitives (the step of REFERENCE section 1, unchanged)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ..core import DDASPolicy
+from ..delayed_credit import DelayedCredit, GradientSketch
 from .base import Searcher
 
 
@@ -25,14 +26,25 @@ class DDASSearcher(Searcher):
         estimator: ``'centred'`` (default: alpha's rewards centred on their weighted mean) or
             ``'paper'`` (the published update); see
             :meth:`~det_autoaug.search.core.DDASPolicy.policy_gradient`.
+        horizon: W, validation gradients each step's proposals are credited with
+            (:mod:`det_autoaug.search.delayed_credit`); 1 (default) is the one-step DDAS reward.
+        sketch_dim: dimension of the gradient sketch when ``horizon > 1`` (exact for models with
+            fewer parameters).
     """
 
     name = 'ddas'
 
     def __init__(self, entries: Sequence[SpaceEntry], num_policies: int = 3, ops_per_policy: int = 2,
                  init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
-                 explore_ratio: float = 1.0, estimator: str = 'centred') -> None:
+                 explore_ratio: float = 1.0, estimator: str = 'centred', horizon: int = 1,
+                 sketch_dim: int = 4096) -> None:
         self.entries = tuple(entries)
+        self.credit = DelayedCredit(horizon)  # validates horizon
+        self.horizon = horizon
+        if isinstance(sketch_dim, bool) or not isinstance(sketch_dim, int) or sketch_dim < 1:
+            raise ValueError(f'sketch_dim must be an int >= 1, got {sketch_dim!r}')
+        self.sketch_dim = sketch_dim
+        self.sketch: Optional[GradientSketch] = None
         self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
                                  lr_beta=lr_beta, explore_ratio=explore_ratio, estimator=estimator)
@@ -51,10 +63,20 @@ class DDASSearcher(Searcher):
         with ctx.phase('validation data'):
             val_batch = ctx.next_val_batch()
         ctx.loss_grad(val_batch, k + 1)
+        if self.horizon == 1:
+            with ctx.phase('inner products'):
+                dots = ctx.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
+            with ctx.phase('policy update'):
+                self.last_stats = self.policy.update(proposal, dots[1:], dots[0])
+            return log_vars
         with ctx.phase('inner products'):
-            dots = ctx.buffers.dots(k + 1, list(range(k + 1))).double().cpu()
-        with ctx.phase('policy update'):
-            self.last_stats = self.policy.update(proposal, dots[1:], dots[0])
+            rows = ctx.buffers.buffers
+            if self.sketch is None:
+                self.sketch = GradientSketch(rows.shape[1], self.sketch_dim, device=rows.device)
+            ready = self.credit.step(proposal, self.sketch(rows[1:k + 1] - rows[0]), self.sketch(rows[k + 1]))
+        if ready is not None:
+            with ctx.phase('policy update'):
+                self.last_stats = self.policy.update(ready['proposal'], ready['rewards'].cpu(), 0.0)
         return log_vars
 
     def log_items(self, top: int = 5) -> Tuple[Dict[str, float], Dict[str, str]]:
@@ -82,10 +104,18 @@ class DDASSearcher(Searcher):
                     trajectory=self.policy.trajectory)
 
     def state_dict(self) -> Dict[str, Any]:
-        return self.policy.state_dict()
+        state = self.policy.state_dict()
+        if self.horizon > 1:
+            state['delayed_credit'] = self.credit.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if (self.horizon > 1) != ('delayed_credit' in state):
+            raise ValueError(f'the state was saved with{"out" if self.horizon > 1 else ""} delayed credit; this '
+                             f'searcher has horizon={self.horizon}')
         self.policy.load_state_dict(state)
+        if self.horizon > 1:
+            self.credit.load_state_dict(state['delayed_credit'])
 
     def plot_series(self):
         traj = self.policy.trajectory
