@@ -163,6 +163,27 @@ def test_joint_search_raises_the_probability_of_the_op_that_helps_validation():
     assert 'train/daas_joint_reward' in scalars and scalars['train/daas_joint_tau'] == 1.0
 
 
+@pytest.mark.parametrize('reward', ['paired', 'val_loss'])
+def test_joint_reward_takes_one_validation_batch_along_the_sampled_path(reward):
+    toy = Toy(_joint(reward=reward))
+    toy.run(5)  # the head learns: validation batches now differ in loss
+    toy.opt.param_groups[0]['lr'] = 0.0  # the step changes no weight, so a paired reward is 0
+    drawn, forwards = [], []
+    val_batches, forward_loss = toy.ctx.val_batches, toy.ctx.forward_loss
+    toy.ctx.val_batches = lambda: drawn.append(val_batches()) or drawn[-1]
+    toy.ctx.forward_loss = lambda batch: forwards.append(batch) or forward_loss(batch)
+    for step in range(1, 4):
+        toy.searcher.step(toy.ctx, toy._val())
+        assert len(drawn) == step and len(forwards) == step * (3 if reward == 'paired' else 2)
+        stats = toy.searcher.last_stats
+        assert stats['val_loss'] != pytest.approx(np.log(2), abs=1e-3), stats
+        if reward == 'paired':
+            assert forwards[-3] is forwards[-1] is drawn[-1]  # before the step, the training batch, after
+            assert abs(stats['reward']) < 1e-6, stats
+        else:
+            assert stats['reward'] == -stats['val_loss']
+
+
 @pytest.mark.parametrize('set_up_first', [False, True], ids=['load-before-setup', 'load-after-setup'])
 def test_state_dict_round_trip_mid_search_continues_identically(set_up_first):
     straight = Toy(_joint(tau=2.0, tau_min=0.5, tau_decay=0.9))

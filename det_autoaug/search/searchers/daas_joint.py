@@ -15,7 +15,9 @@ One step (the policy part is :class:`~det_autoaug.search.searchers.daas.DAASSear
    (no graph to the logits);
 3. the validation loss along the same path, each block's output multiplied by ``h_k`` (value 1),
    is differentiated into the logits only; the gradients are averaged over DDP ranks; Adam step;
-4. the same validation loss is DAAS's REINFORCE reward for the policy.
+4. the same validation loss makes DAAS's REINFORCE reward for the policy: with the default
+   ``reward='paired'``, ``L_before - L_after`` on that batch, ``L_before`` its loss along the
+   same path before step 2 (one more forward, no graph); with ``reward='val_loss'``, ``-L_after``.
 
 ``tau`` is ``max(tau_min, tau * tau_decay ** t)`` at arch update ``t`` (GDAS anneals it).
 
@@ -42,7 +44,7 @@ from torch import Tensor
 from ...ops.spaces import SpaceEntry
 from ..arch_file import save_arch_file
 from .base import check_positive
-from .daas import DAASSearcher
+from .daas import DAASSearcher, ValidationBatch
 
 ARCH_STATE_VERSION = 1
 ARCH_BETAS = (0.5, 0.999)
@@ -58,6 +60,7 @@ class DAASJointSearcher(DAASSearcher):
         lr_alpha: Adam learning rate of alpha.
         lr_beta: Adam learning rate of beta.
         baseline_decay: moving-average factor of the REINFORCE baseline, in [0, 1).
+        reward: DAAS's reward, ``'paired'`` (default) or ``'val_loss'``.
         lr_arch: Adam learning rate of the architecture logits.
         tau: Gumbel-softmax temperature at the start, > 0.
         tau_min: floor of the annealed temperature (default: ``tau``, no annealing), in (0, tau].
@@ -70,10 +73,10 @@ class DAASJointSearcher(DAASSearcher):
 
     def __init__(self, entries: Sequence[SpaceEntry], ops_per_policy: int = 2, init_apply_prob: float = 0.35,
                  lr_alpha: float = 0.005, lr_beta: float = 0.001, baseline_decay: float = 0.9,
-                 lr_arch: float = 0.003, tau: float = 1.0, tau_min: Optional[float] = None, tau_decay: float = 1.0,
-                 arch_file: str = 'arch.json') -> None:
+                 reward: str = 'paired', lr_arch: float = 0.003, tau: float = 1.0, tau_min: Optional[float] = None,
+                 tau_decay: float = 1.0, arch_file: str = 'arch.json') -> None:
         super().__init__(entries, ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob, lr_alpha=lr_alpha,
-                         lr_beta=lr_beta, baseline_decay=baseline_decay)
+                         lr_beta=lr_beta, baseline_decay=baseline_decay, reward=reward)
         self.lr_arch = check_positive('lr_arch', lr_arch)
         self.tau = check_positive('tau', tau)
         self.tau_min = self.tau if tau_min is None else check_positive('tau_min', tau_min)
@@ -156,14 +159,13 @@ class DAASJointSearcher(DAASSearcher):
         entries, applied, batch = self.sample_batch(ctx, data)
         indices, hards = self.sample_path(ctx.policy_gen)
         self._select(indices)
+        val, val_loss_before = self.validation_before_step(ctx)
         log_vars = ctx.loss_grad(batch, 0)
         ctx.model_step([1.0], [0])
-        with ctx.phase('validation data'):
-            val_batch = ctx.next_val_batch()
+        val = val or ValidationBatch(ctx)
         self._select(indices, hards)
         try:
-            with ctx.phase('model passes'):
-                val_loss, _ = ctx.forward_loss(val_batch)
+            val_loss = val.loss()
             with ctx.phase('architecture update'):
                 grads = torch.autograd.grad(val_loss, self.logits)
                 grads = ctx.all_reduce_mean(grads)
@@ -175,7 +177,7 @@ class DAASJointSearcher(DAASSearcher):
         finally:
             self._select_argmax()
         self.last_arch_stats = {'val_loss': float(val_loss.detach()), 'tau': self.tau_now()}
-        self.update_policy(ctx, val_loss.detach(), entries, applied)
+        self.update_policy(ctx, val_loss.detach(), entries, applied, val_loss_before)
         return log_vars
 
     # ------------------------------------------------------------------ logging, trajectory, export
