@@ -84,7 +84,7 @@ def test_every_config_loads(path, registered):
     if path in TRAINING_CONFIGS:
         assert cfg.get('model') is not None, f'{path} has no model'
         assert 'det_autoaug' in cfg.get('custom_imports', {}).get('imports', []) or \
-            'retinanet_slim_digits.py' in path or 'faster-rcnn_slim_digits.py' in path
+            path.endswith(('retinanet_slim_digits.py', 'faster-rcnn_slim_digits.py', 'centernet_slim_digits.py'))
 
 
 @pytest.mark.parametrize('path', [c for c in TRAINING_CONFIGS if 'autoaug_v0' in c or 'searched' in c])
@@ -232,3 +232,15 @@ def test_bad_policy_values_raise_when_components_are_built(digits, tmp_path, reg
     cfg.model.data_preprocessor.batch_augments[0]['policy'] = 'autoaug_det_v9'
     with pytest.raises(ValueError, match='autoaug_det_v9'):
         MODELS.build(cfg.model)
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS)
+def test_checkpointing_configs_keep_two_checkpoints(path, registered):
+    """mmengine deletes the oldest checkpoint before it writes the next one: with one kept, a kill
+    during that save leaves no complete checkpoint to resume from (two kept: last_checkpoint still
+    names the previous, complete one until the new one is written)."""
+    hook = (load(path).get('default_hooks') or {}).get('checkpoint')
+    if hook is None or hook.get('interval', -1) == -1 and not hook.get('save_last', True):
+        return
+    keep = hook.get('max_keep_ckpts', -1)
+    assert keep == -1 or keep >= 2, f'{path}: checkpoint hook keeps max_keep_ckpts={keep}, expected -1 or >= 2'

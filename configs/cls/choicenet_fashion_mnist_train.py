@@ -6,4 +6,4 @@
 # The backbone below is the supernet; --arch (required) fixes its blocks to the found ops.
 _base_ = ['./_base_/choicenet_fashion_mnist.py', './_base_/fashion_mnist_train_schedule.py']
 model = dict(backbone=dict(candidates=('conv3x3', 'sepconv3x3', 'maxpool3x3', 'skip')))  # as the search
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True, max_keep_ckpts=2))

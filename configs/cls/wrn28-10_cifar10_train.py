@@ -25,4 +25,4 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='SGD', lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, convert_to_iter_based=True)]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, save_last=True, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, save_last=True, max_keep_ckpts=2))

@@ -13,5 +13,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', begin=0, end=max_epochs, by_epoch=True, eta_min=0.0002),
 ]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 train_dataloader = dict(num_workers=1)
