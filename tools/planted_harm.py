@@ -8,7 +8,8 @@ Quick (the test suite; seconds, no claim on results):
     python tools/planted_harm.py --quick --work-dir /tmp/ph
 
 Writes ``results.json`` (settings, ground truth, every search and null run, the summary) and
-prints the tables. ``--resume`` reuses the ground truth already in ``results.json``.
+prints the tables. ``--resume`` reuses the ground truth and searches already in ``results.json``
+and adds the searchers named by ``--searchers``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, help='training/search steps per run (default: the setting)')
     parser.add_argument('--searchers', nargs='+', help='subset of the setting\'s searchers')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
-    parser.add_argument('--resume', action='store_true', help='reuse the ground truth in results.json')
+    parser.add_argument('--resume', action='store_true',
+                        help='reuse the ground truth and the searches already in results.json (others are added)')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     setting = quick_setting() if args.quick else Setting()
@@ -52,13 +54,16 @@ def main(argv=None) -> int:
     labels = [e.label for e in entries]
     data = load_data(setting)
     results = dict(setting=dataclasses.asdict(setting), space=labels)
+    searches, nulls = {}, {}
     if args.resume and out_file.is_file():
-        results['ground_truth'] = json.loads(out_file.read_text())['ground_truth']
+        previous = json.loads(out_file.read_text())
+        results['ground_truth'] = previous['ground_truth']
+        searches, nulls = previous.get('searches', {}), previous.get('nulls', {})
+        results['setting']['searchers'] = dict(previous['setting']['searchers'], **results['setting']['searchers'])
     else:
         print('# ground truth (test accuracy, effect against none, paired by seed)')
         results['ground_truth'] = ground_truth(setting, data, entries)
     write_json_atomic(out_file, results, 'planted-harm results', 'results')
-    searches, nulls = {}, {}
     for name, spec in setting.searchers.items():
         searches[name] = [run_search(setting, data, entries, spec, s) for s in setting.seeds]
         if spec['name'] == 'ddas':
