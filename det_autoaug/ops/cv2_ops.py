@@ -51,7 +51,6 @@ import math
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import cv2
-import mmcv
 import numpy as np
 import torch
 
@@ -223,6 +222,7 @@ def _strength_lut(tables: Callable[[np.ndarray], np.ndarray]) -> Kernel:
 
 
 def _invert(img, boxes, m, params):
+    import mmcv  # here, not at the top: the torch path imports this module on machines without OpenMMLab
     return (mmcv.iminvert(img) if m > 0 else img.copy()), None
 
 
@@ -280,6 +280,7 @@ def _sharpness(img, boxes, m, params):
 def _rotate(img, boxes, m, params):
     sign = _sign(params, 'Rotate')
     matrix, _ = _image_matrices('Rotate', m, sign, *img.shape[:2])
+    import mmcv  # see _invert
     out = mmcv.imrotate(img, -sign * m, border_value=(_FILL,) * 3, interpolation='bilinear')
     return out.reshape(img.shape), matrix
 
@@ -298,6 +299,7 @@ def _translate(name: str) -> Kernel:
         h, w = img.shape[:2]
         sign = _sign(params, name)
         matrix, _ = _image_matrices(name, m, sign, h, w)
+        import mmcv  # see _invert
         out = mmcv.imtranslate(img, sign * m * (w if horizontal else h), 'horizontal' if horizontal else 'vertical',
                                border_value=(_FILL,) * img.shape[2], interpolation='bilinear')
         return out.reshape(img.shape), matrix
