@@ -10,7 +10,7 @@ step is broken down into the hook's phases.
 The unavoidable work of a DDAS search step is K + 2 forward/backward passes (clean copy, K
 copies, validation batch) against 1 for a plain step; the target is a ratio <= 1.1 x (K + 2).
 ``--searcher dada|daas`` times the other searchers behind the same hook; their passes per step
-(batch forwards counted by the hook: DADA 4, each with a backward; DAAS 2, the validation one
+(batch forwards counted by the hook: DADA 4, each with a backward; DAAS 3, the two validation ones
 without) are printed beside the ratio, and the DDAS target does not apply to them.
 
     python benchmarks/bench_search.py [--iters 12] [--k 3] [--batch 8] [--device cpu] [--searcher ddas]

@@ -32,7 +32,7 @@ the training pipeline differs:
 Every search's cost is reported: wall time of the search run, the hook's own
 ``search_seconds`` and ``search_steps``, and model passes (batch forwards through the
 detector, with or without a backward, counted by the hook: DDAS ``num_policies + 2`` per step,
-DADA 4, DAAS 2).
+DADA 4, DAAS 3 with its default paired reward).
 
 Schedule (all arms and the search): SGD from the config, linear warm-up over the first
 ``min(200, iterations / 4)`` iterations, then cosine annealing per epoch to 1% of the lr. No

@@ -168,7 +168,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
         self.search_seconds = 0.0
         self.search_steps = 0
         # batch forwards through the model (with or without a backward): the search's cost in
-        # model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 2 per step)
+        # model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 3 per step; 2 with reward="val_loss")
         self.model_forwards = 0
         self.phase_seconds: Dict[str, float] = {}
 
