@@ -388,3 +388,50 @@ def test_to_mmdet_autoaugment_unsupported_entries_and_ranges():
     with pytest.raises(ValueError, match='top_k=0'):
         to_mmdet_autoaugment(policy, top_k=0)
 
+
+
+# -- TrivialAugment --------------------------------------------------------------------------------
+def test_trivialaugment_draws_each_op_uniformly_at_a_uniform_level():
+    policy = build_policy('trivialaugment')
+    ops = sorted({e.op for e in get_space('det_default')})
+    assert sorted(policy.ops) == ops
+    gen = torch.Generator().manual_seed(0)
+    draws = 20000
+    chains = [policy.sample_chain(gen) for _ in range(draws)]
+    assert all(len(c) == 1 and c[0].prob == 1.0 for c in chains)
+    counts = {op: 0 for op in ops}
+    for (step,) in chains:
+        counts[step.op] += 1
+    p = 1 / len(ops)
+    band = 5 * math.sqrt(draws * p * (1 - p))
+    assert all(abs(n - draws * p) < band for n in counts.values()), counts
+    # Rotate: +-30 deg at level 10 in the detection convention (REFERENCE section 2), linear in the level
+    rotations = np.array([c[0].magnitude for c in chains if c[0].op == 'Rotate'])
+    assert rotations.min() >= 0.0 and rotations.max() <= 30.0
+    deciles = np.histogram(rotations, bins=10, range=(0.0, 30.0))[0]
+    expected = len(rotations) / 10
+    assert np.all(np.abs(deciles - expected) < 5 * math.sqrt(expected)), deciles
+
+
+def test_trivialaugment_is_reproducible_and_runs_in_policy_augment():
+    policy = build_policy('trivialaugment')
+    a = [policy.sample_chain(torch.Generator().manual_seed(3)) for _ in range(5)]
+    b = [policy.sample_chain(torch.Generator().manual_seed(3)) for _ in range(5)]
+    assert a == b
+    from mmdet.registry import TRANSFORMS
+    from mmdet.structures.bbox import HorizontalBoxes
+    import det_autoaug  # noqa: F401  (registers PolicyAugment)
+    transform = TRANSFORMS.build(dict(type='PolicyAugment', policy='trivialaugment'))
+    image = np.random.RandomState(0).randint(0, 256, (48, 64, 3)).astype(np.uint8)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    changed = 0
+    for _ in range(40):
+        results = transform(dict(img=image.copy(), img_shape=(48, 64), ori_shape=(48, 64),
+                                 gt_bboxes=HorizontalBoxes(torch.tensor([[4.0, 4.0, 30.0, 40.0]])),
+                                 gt_bboxes_labels=np.array([1]), gt_ignore_flags=np.array([False])))
+        boxes = results['gt_bboxes'].tensor
+        assert len(boxes) == len(results['gt_bboxes_labels']) == len(results['gt_ignore_flags'])
+        assert bool((boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 64).all() and (boxes[:, 3] <= 48).all())
+        changed += not np.array_equal(results['img'], image)
+    assert changed >= 30, f'TrivialAugment changed only {changed} of 40 images'

@@ -124,6 +124,44 @@ class PublishedPolicy(Policy):
         return f'PublishedPolicy({self.name!r}, {len(self.sub_policies)} sub-policies)'
 
 
+#: Names of the TrivialAugment policies and the search space each draws its ops from.
+TRIVIAL_AUGMENT: Dict[str, str] = {'trivialaugment': 'det_default'}
+TRIVIAL_AUGMENT_MAX_LEVEL = 10.0  # the detection convention's strongest AutoAugment level
+
+
+class TrivialAugmentPolicy(Policy):
+    """TrivialAugment (Mueller and Hutter, ICCV 2021) on a search space: no search, no parameters.
+
+    Per image: one op drawn uniformly from the space's distinct ops (each op once, whatever its
+    number of magnitude entries), at a level drawn uniformly in ``[0, 10]`` and mapped with the
+    detection convention (level 10 = AutoAugment-for-detection's strongest), always applied;
+    signed ops draw their sign per image as everywhere. A bbox-only op runs with ``prob`` 1, so
+    each box is selected with probability 1/3 (the TensorFlow convention). The baseline any
+    searched policy has to beat.
+
+    Args:
+        name: policy name (for reprs).
+        space: the search space whose ops are drawn (:data:`det_autoaug.ops.spaces.SPACES`).
+    """
+
+    def __init__(self, name: str = 'trivialaugment', space: str = 'det_default') -> None:
+        from ..ops.spaces import get_space  # ops.spaces imports nothing of the policy layer
+        self.name = name
+        self.space = space
+        self.ops: Tuple[str, ...] = tuple(dict.fromkeys(entry.op for entry in get_space(space)))
+
+    def sample_chain(self, generator: Optional[torch.Generator], epoch: Optional[int] = None,
+                     train_epochs: Optional[int] = None) -> List[ChainStep]:
+        """One op, uniform over the space's ops, at a uniform level (``epoch`` is ignored)."""
+        index = int(torch.randint(len(self.ops), (1,), generator=generator))
+        level = float(torch.rand((), generator=generator, dtype=torch.float64)) * TRIVIAL_AUGMENT_MAX_LEVEL
+        spec = get_op(self.ops[index])
+        return [ChainStep(spec.name, spec.magnitude_at(level, 'det'), 1.0)]
+
+    def __repr__(self) -> str:
+        return f'TrivialAugmentPolicy({self.name!r}, space={self.space!r}, {len(self.ops)} ops)'
+
+
 class SearchedPolicy(Policy):
     """A policy file: augment with probability ``apply_prob`` by ``ops_per_policy`` drawn entries.
 
@@ -186,7 +224,8 @@ def build_policy(spec: PolicySpec, *, train_epochs: Optional[int] = None) -> Pol
     """Build a policy from a published name, a policy-file path or a :class:`PolicyFile`.
 
     Args:
-        spec: ``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``, a path to a policy file, or a
+        spec: ``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``, ``'trivialaugment'``
+            (:class:`TrivialAugmentPolicy` on ``det_default``), a path to a policy file, or a
             loaded :class:`PolicyFile`.
         train_epochs: training epochs for the trajectory schedule of a searched policy
             (ignored by published policies).
@@ -200,12 +239,15 @@ def build_policy(spec: PolicySpec, *, train_epochs: Optional[int] = None) -> Pol
         return SearchedPolicy(spec, train_epochs)
     if isinstance(spec, str) and spec in PUBLISHED_POLICIES:
         return PublishedPolicy(spec, PUBLISHED_POLICIES[spec])
+    if isinstance(spec, str) and spec in TRIVIAL_AUGMENT:
+        return TrivialAugmentPolicy(spec, TRIVIAL_AUGMENT[spec])
     if isinstance(spec, (str, os.PathLike)):
         path = os.fspath(spec)
         looks_like_path = path.endswith('.json') or os.sep in path or '/' in path
         if os.path.exists(path) or looks_like_path:
             return SearchedPolicy(load_policy_file(path), train_epochs)
-        raise ValueError(f'policy {path!r} is neither a published policy {sorted(PUBLISHED_POLICIES)} '
+        raise ValueError(f'policy {path!r} is neither a published policy '
+                         f'{sorted(PUBLISHED_POLICIES) + sorted(TRIVIAL_AUGMENT)} '
                          'nor an existing policy file')
     raise ValueError(f'policy spec {spec!r} is invalid: expected a published policy name, a path or a '
                      'PolicyFile')
