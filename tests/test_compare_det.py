@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / 'tools'))
 
 import compare_det  # noqa: E402
 
-ARMS = ('none', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
+ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
 PASSES_PER_STEP = {'ddas': 3 + 2, 'dada': 4, 'daas': 3}  # K = 3 in the digits search config; DAAS paired: 3
 
 

@@ -84,7 +84,8 @@ def test_every_config_loads(path, registered):
     if path in TRAINING_CONFIGS:
         assert cfg.get('model') is not None, f'{path} has no model'
         assert 'det_autoaug' in cfg.get('custom_imports', {}).get('imports', []) or \
-            path.endswith(('retinanet_slim_digits.py', 'faster-rcnn_slim_digits.py', 'centernet_slim_digits.py'))
+            path.endswith(('retinanet_slim_digits.py', 'faster-rcnn_slim_digits.py', 'centernet_slim_digits.py',
+                           'centernet_slim_digits_handpicked.py'))
 
 
 @pytest.mark.parametrize('path', [c for c in TRAINING_CONFIGS if 'autoaug_v0' in c or 'searched' in c])

@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """Does the search help detection? Train the same detector with each augmentation arm.
 
-Every arm trains the same slim RetinaNet (the CONFIG, default
-``configs/digits/retinanet_slim_digits.py``) on the same embedded digits data, at the same image
+Every arm trains the same detector (the CONFIG, default the slim CenterNet
+``configs/digits/centernet_slim_digits.py``, the regime of docs/results.md "Sizing", where
+augmentation matters; the slim RetinaNet configs still work) on the same embedded digits data, at the same image
 scale, for the same epochs and seeds, and is evaluated with mmdet's ``CocoMetric`` (bbox mAP and
 mAP_50) on the TEST split (``test.json``). Only the augmentation inserted after ``Resize`` in
 the training pipeline differs:
 
 - ``none``: no augmentation.
+- ``handpicked``: a sensible augmentation without search, scale and translation jitter
+  (mmdet's ``RandomAffine``, 0.75-1.25, 10%) plus colour jitter (``PhotoMetricDistortion``).
 - ``randaugment``: mmdet's ``RandAugment`` with its default space (``RANDAUG_SPACE``, 15 ops:
   AutoContrast, Equalize, Invert, Rotate, Posterize, Solarize, SolarizeAdd, Color, Contrast,
   Brightness, Sharpness, ShearX/Y, TranslateX/Y, random magnitude), ``aug_num=2`` and uniform
@@ -21,7 +24,7 @@ the training pipeline differs:
   policy's final ``s`` of the same seed when the ``ddas`` arm runs (so ``uniform`` and ``ddas``
   differ only in what the search learned about ``p``), else the DDAS initial 0.35.
 - ``ddas``: the policy searched by ``DDASSearchHook`` (a Runner built from the search config,
-  default ``configs/digits/retinanet_slim_digits_ddas.py``, on the same training data and
+  default ``configs/digits/centernet_slim_digits_ddas.py``, on the same training data and
   scale, for ``--search-epochs`` epochs), one search per seed unless ``--search-once``; trained
   with ``PolicyAugment(policy=<work_dir>/search_ddas_seed<k>/policy.json)``, which follows the
   searched trajectory epoch by epoch (the DDAS schedule; dataloader workers are not
@@ -46,21 +49,17 @@ finished; ``--resume`` skips the runs already in it), ``results.md`` (the table)
 ``compare_det.png`` (bar chart of the mean with the sample std as error bars, per-seed dots).
 
 Modes:
-    --quick: 24/4/4 images of 48 px in a temporary folder, 1 epoch, seed 0, all eight arms, a
+    --quick: 24/4/4 images of 48 px in a temporary folder, 1 epoch, seed 0, all nine arms, a
         1-epoch search (3 search steps), one torch thread. Sized for the test suite: 39 s on the
         busy 2-core development machine.
-    full (default): 1000/100/300 images (train/val/test; val is unused: the search holds out
+    full (default): 1500/100/300 images (train/val/test; val is unused: the search holds out
         20% of the training images itself) of the embedded builder (96-128 px) in
-        ``work_dir/data``, Resize scale 80, 6 epochs (750 iterations of batch 8), seeds 0 1 2,
-        a 2-epoch search per seed (200 steps; ``--search-once``: seed 0 only). The default
-        embedded set (1500/300/300) at 96-128 px does not fit an hour on 2 shared cores.
-        Measured on the 2 CPU cores of the development machine, shared with other experiments
-        and test suites (timings are noisy, easily 2x): with ``--threads 1`` one training run
-        took 160-370 s (0.2-0.5 s per iteration) plus 5-25 s of testing; the 200-step searches
-        80-400 s (DAAS, DADA, DDAS at scale 80). The first seven arms (21 runs, 3 searches) took 77
-        minutes split over two processes, one per core (one process on idle cores: about 75
-        minutes, estimated from those per-run times). See docs/results.md ("Detection") for the numbers and the exact commands
-        that produced them.
+        ``work_dir/data``, Resize scale 96, 24 epochs (4,500 iterations of batch 8), seeds 0 1 2,
+        a 2-epoch search per seed (``--search-once``: seed 0 only). One slim CenterNet training
+        run took 260-330 s on one core of the 2-core development machine with ``--threads 1``
+        (docs/results.md, "Sizing"): nine arms x 3 seeds is about 2.5 hours on one core. The
+        earlier RetinaNet comparison (docs/results.md, "Detection") used
+        ``configs/digits/retinanet_slim_digits.py``, 1000 images, scale 80 and 6 epochs.
 
 Examples:
     python tools/compare_det.py --quick
@@ -80,14 +79,20 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'retinanet_slim_digits.py'
-DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'retinanet_slim_digits_ddas.py'
-ARMS = ('none', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
+DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits.py'
+DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
+ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
+# The hand-picked arm: scale and translation jitter plus colour jitter with mmdet's own transforms
+# (as configs/digits/centernet_slim_digits_handpicked.py); degenerate boxes are dropped after.
+HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_ratio=0.1,
+                   scaling_ratio_range=(0.75, 1.25), max_shear_degree=0.0, border=(0, 0),
+                   border_val=(114, 114, 114)),
+              dict(type='PhotoMetricDistortion'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
 SEARCHED_ARMS = ('ddas', 'dada', 'daas')  # arm name = searcher name of DDASSearchHook
 SEARCH_SPACE = 'det_default'
 INIT_APPLY_PROB = 0.35
 QUICK_SIZES = {'train': 24, 'val': 4, 'test': 4}
-FULL_SIZES = {'train': 1000, 'val': 100, 'test': 300}
+FULL_SIZES = {'train': 1500, 'val': 100, 'test': 300}
 METRICS = ('bbox_mAP', 'bbox_mAP_50')
 
 
@@ -105,11 +110,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--data', default=None,
                         help='dataset folder (built there by ensure_det_digits when missing; '
                              'default: the cache folder, quick: a temporary folder)')
-    parser.add_argument('--epochs', type=int, default=None, help='training epochs per run (default 6; quick: 1)')
+    parser.add_argument('--epochs', type=int, default=None, help='training epochs per run (default 24; quick: 1)')
     parser.add_argument('--search-epochs', type=int, default=None, help='search epochs (default 2; quick: 1)')
     parser.add_argument('--search-once', action='store_true',
                         help='search with the first seed only and train every seed with that policy')
-    parser.add_argument('--scale', type=int, default=None, help='Resize scale, px (default 80; quick: 48)')
+    parser.add_argument('--scale', type=int, default=None, help='Resize scale, px (default 96; quick: 48)')
     parser.add_argument('--num-workers', type=int, default=None, help='dataloader workers (default 1; quick: 0)')
     parser.add_argument('--sizes', type=int, nargs=3, default=None, metavar=('TRAIN', 'VAL', 'TEST'),
                         help='split sizes of the embedded set, built in work_dir/data unless --data '
@@ -133,10 +138,10 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         search_config=str(Path(args.search_config or DEFAULT_SEARCH_CONFIG)),
         seeds=list(pick(args.seeds, [0, 1, 2], [0])),
         arms=list(dict.fromkeys(args.arms)),
-        epochs=pick(args.epochs, 6, 1),
+        epochs=pick(args.epochs, 24, 1),
         search_epochs=pick(args.search_epochs, 2, 1),
         search_once=args.search_once,
-        scale=pick(args.scale, 80, 48),
+        scale=pick(args.scale, 96, 48),
         num_workers=pick(args.num_workers, 1, 0),
         sizes=QUICK_SIZES if quick else FULL_SIZES,
         threads=pick(args.threads, None, 1),
@@ -180,6 +185,8 @@ def _augmentation(arm: str, policy_path: Optional[str]) -> List[dict]:
         # degenerate boxes behind, which FilterAnnotations drops (an image left without boxes
         # is replaced by the dataset with another one).
         return [dict(type='RandAugment'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
+    if arm == 'handpicked':
+        return [dict(t) for t in HANDPICKED]
     if arm == 'trivialaugment':
         return [dict(type='PolicyAugment', policy='trivialaugment')]
     if arm == 'autoaug_v0':
