@@ -391,47 +391,179 @@ def test_to_mmdet_autoaugment_unsupported_entries_and_ranges():
 
 
 # -- TrivialAugment --------------------------------------------------------------------------------
-def test_trivialaugment_draws_each_op_uniformly_at_a_uniform_level():
+# The interval each det_default op's magnitude is drawn from, by hand from REFERENCE section 2 (the
+# AutoAugment-for-detection strength at level 10, in the table's units) and the identity 0. The
+# magnitude-free ops keep their fixed magnitude 1.
+TA_DET_RANGES = {
+    'Identity': (1.0, 1.0), 'FlipLR': (1.0, 1.0), 'AutoContrast': (1.0, 1.0), 'Equalize': (1.0, 1.0),
+    'Color': (-0.9, 0.9), 'Contrast': (-0.9, 0.9), 'Brightness': (-0.9, 0.9), 'Sharpness': (-0.9, 0.9),
+    'Solarize': (0.0, 256.0),        # 256 - threshold: threshold 256 (identity) .. 0 (invert all)
+    'Posterize': (0.0, 7.0),         # bits removed: none .. all but one
+    'Rotate': (0.0, 30.0), 'ShearX': (0.0, 0.3), 'ShearY': (0.0, 0.3),
+    'TranslateX': (0.0, 250 / 640), 'TranslateY': (0.0, 250 / 640),   # 250 px at 640 px
+    'Cutout': (0.0, 200 / 640),      # side 2 * level * 10 px at 640 px
+    'BBox_Cutout': (0.0, 0.75), 'TranslateY_Only_BBoxes': (0.0, 120 / 640), 'Rotate_Only_BBoxes': (0.0, 30.0),
+    'Cutout_Only_BBoxes': (0.0, 100 / 640),
+}
+
+
+def _ks_uniform(values, low, high):
+    """Kolmogorov-Smirnov distance between ``values`` and the uniform law on ``[low, high]``."""
+    u = np.sort((np.asarray(values) - low) / (high - low))
+    n = len(u)
+    return max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n))
+
+
+@pytest.fixture(scope='module')
+def ta_draws():
     policy = build_policy('trivialaugment')
-    ops = sorted({e.op for e in get_space('det_default')})
-    assert sorted(policy.ops) == ops
     gen = torch.Generator().manual_seed(0)
-    draws = 20000
-    chains = [policy.sample_chain(gen) for _ in range(draws)]
+    return policy, [policy.sample_chain(gen) for _ in range(20000)]
+
+
+def test_trivialaugment_draws_each_op_of_the_space_uniformly_once_per_image(ta_draws):
+    policy, chains = ta_draws
+    ops = set(TA_DET_RANGES)
+    assert {e.op for e in get_space('det_default')} == ops and len(policy.ops) == len(ops) == 20
     assert all(len(c) == 1 and c[0].prob == 1.0 for c in chains)
     counts = {op: 0 for op in ops}
     for (step,) in chains:
         counts[step.op] += 1
-    p = 1 / len(ops)
-    band = 5 * math.sqrt(draws * p * (1 - p))
-    assert all(abs(n - draws * p) < band for n in counts.values()), counts
-    # Rotate: +-30 deg at level 10 in the detection convention (REFERENCE section 2), linear in the level
-    rotations = np.array([c[0].magnitude for c in chains if c[0].op == 'Rotate'])
-    assert rotations.min() >= 0.0 and rotations.max() <= 30.0
-    deciles = np.histogram(rotations, bins=10, range=(0.0, 30.0))[0]
-    expected = len(rotations) / 10
-    assert np.all(np.abs(deciles - expected) < 5 * math.sqrt(expected)), deciles
+    n, p = len(chains), 1 / len(ops)
+    band = 5 * math.sqrt(n * p * (1 - p))
+    assert all(abs(k - n * p) < band for k in counts.values()), counts
 
 
-def test_trivialaugment_is_reproducible_and_runs_in_policy_augment():
+def test_trivialaugment_magnitudes_are_uniform_from_the_identity_to_the_level_10_strength(ta_draws):
+    _, chains = ta_draws
+    by_op = {}
+    for (step,) in chains:
+        by_op.setdefault(step.op, []).append(step.magnitude)
+    for op, (low, high) in TA_DET_RANGES.items():
+        values = np.array(by_op[op])
+        table_low, table_high = get_op(op).magnitude_range
+        assert table_low <= low <= high <= table_high, op  # a valid magnitude of the op
+        if low == high:
+            assert np.all(values == low), op
+            continue
+        width = high - low
+        assert values.min() >= low - 1e-9 and values.max() <= high + 1e-9, (op, values.min(), values.max())
+        # ~1000 draws per op: both ends are reached (P(miss) ~ 0.98 ** 1000) ...
+        assert values.min() < low + 0.02 * width and values.max() > high - 0.02 * width, op
+        # ... and the law is uniform: DKW bound at false-alarm probability 1e-6
+        assert _ks_uniform(values, low, high) < math.sqrt(math.log(2 / 1e-6) / (2 * len(values))), op
+        deciles = np.histogram(values, bins=10, range=(low, high))[0]
+        expected = len(values) / 10
+        assert np.all(np.abs(deciles - expected) < 5 * math.sqrt(expected)), (op, deciles)
+
+
+def test_trivialaugment_is_reproducible_from_the_generator():
     policy = build_policy('trivialaugment')
-    a = [policy.sample_chain(torch.Generator().manual_seed(3)) for _ in range(5)]
-    b = [policy.sample_chain(torch.Generator().manual_seed(3)) for _ in range(5)]
-    assert a == b
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = [policy.sample_chain(gen_a) for _ in range(50)]
+    b = [policy.sample_chain(gen_b) for _ in range(50)]
+    c = [policy.sample_chain(torch.Generator().manual_seed(4)) for _ in range(50)]
+    assert a == b and a != c
+
+
+def test_trivialaugment_space_option_and_bad_specs():
+    cls = build_policy(dict(name='trivialaugment', space='ddas_cifar'))
+    assert set(cls.ops) == {e.op for e in get_space('ddas_cifar')} and len(cls.ops) == 19
+    gen = torch.Generator().manual_seed(0)
+    blur = [c[0].magnitude for c in (cls.sample_chain(gen) for _ in range(2000)) if c[0].op == 'Blur']
+    assert blur and set(blur) == {1.0}  # magnitude-free in DDAS: kept at its fixed magnitude
+    assert build_policy(dict(name='trivialaugment')).ops == build_policy('trivialaugment').ops
+    assert isinstance(build_policy(dict(name='autoaug_det_v0')), PublishedPolicy)
+    with pytest.raises(ValueError, match="space='nope' is unknown"):
+        build_policy(dict(name='trivialaugment', space='nope'))
+    with pytest.raises(ValueError, match=r"unknown keys \['magnitude'\]"):
+        build_policy(dict(name='trivialaugment', magnitude=5))
+    with pytest.raises(ValueError, match='"space" is for TrivialAugment only'):
+        build_policy(dict(name='autoaug_det_v0', space='det_default'))
+    with pytest.raises(ValueError, match="name='trivial' is not a published policy"):
+        build_policy(dict(name='trivial'))
+
+
+def test_trivialaugment_in_policy_augment_moves_boxes_with_the_image(tmp_path):
+    """On a real digits image: boxes follow the recorded matrix, and so do the pixels."""
+    import cv2
     from mmdet.registry import TRANSFORMS
     from mmdet.structures.bbox import HorizontalBoxes
     import det_autoaug  # noqa: F401  (registers PolicyAugment)
+    from det_helpers import make_digits
+
+    root = make_digits(tmp_path / 'digits', train=1, val=1, test=1)
+    doc = json.loads((root / 'train.json').read_text())
+    image = cv2.imread(str(root / 'images' / doc['images'][0]['file_name']))
+    h, w = image.shape[:2]
+    xywh = np.array([a['bbox'] for a in doc['annotations'] if a['image_id'] == doc['images'][0]['id']], np.float32)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    labels = np.arange(len(boxes))  # distinct, so the kept boxes can be told apart
     transform = TRANSFORMS.build(dict(type='PolicyAugment', policy='trivialaugment'))
-    image = np.random.RandomState(0).randint(0, 256, (48, 64, 3)).astype(np.uint8)
+    assert isinstance(TRANSFORMS.build(dict(type='PolicyAugment', policy=dict(name='trivialaugment'))).policy,
+                      type(transform.policy))
+    to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])  # continuous -> pixel-index coordinates
     np.random.seed(0)
-    torch.manual_seed(0)
-    changed = 0
-    for _ in range(40):
-        results = transform(dict(img=image.copy(), img_shape=(48, 64), ori_shape=(48, 64),
-                                 gt_bboxes=HorizontalBoxes(torch.tensor([[4.0, 4.0, 30.0, 40.0]])),
-                                 gt_bboxes_labels=np.array([1]), gt_ignore_flags=np.array([False])))
-        boxes = results['gt_bboxes'].tensor
-        assert len(boxes) == len(results['gt_bboxes_labels']) == len(results['gt_ignore_flags'])
-        assert bool((boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 64).all() and (boxes[:, 3] <= 48).all())
-        changed += not np.array_equal(results['img'], image)
-    assert changed >= 30, f'TrivialAugment changed only {changed} of 40 images'
+    moved = 0
+    for _ in range(80):
+        out = transform(dict(img=image.copy(), img_shape=(h, w), ori_shape=(h, w),
+                             gt_bboxes=HorizontalBoxes(torch.from_numpy(boxes.copy())),
+                             gt_bboxes_labels=labels.copy(), gt_ignore_flags=np.zeros(len(boxes), bool)))
+        matrix = out['homography_matrix'].astype(np.float64)
+        expected = HorizontalBoxes(torch.from_numpy(boxes.copy()))
+        expected.project_(matrix)
+        projected = expected.tensor.clone()
+        expected.clip_((h, w))
+        clipped = expected.tensor
+        size = clipped[:, 2:] - clipped[:, :2]
+        area = (projected[:, 2:] - projected[:, :2]).prod(1)
+        keep = (size >= 1.0).all(1) & (size.prod(1) >= 0.3 * area)
+        assert out['gt_bboxes_labels'].tolist() == labels[keep.numpy()].tolist()
+        assert len(out['gt_ignore_flags']) == int(keep.sum())
+        torch.testing.assert_close(out['gt_bboxes'].tensor, clipped[keep], atol=1e-3, rtol=0)
+        if np.allclose(matrix, np.eye(3)):
+            continue
+        moved += 1
+        index_matrix = to_index @ matrix @ np.linalg.inv(to_index)
+        warped = cv2.warpAffine(image, index_matrix[:2], (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+        error = np.abs(out['img'].astype(float) - warped).mean()
+        assert error < 2.0, (matrix, error)
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float).T
+        if np.abs(matrix @ corners - corners).max() > 4:
+            # a clear move: no move, and the opposite one (a sign error), explain the pixels much worse
+            alternatives = [np.eye(3)] + ([] if np.allclose(matrix @ matrix, np.eye(3)) else [np.linalg.inv(matrix)])
+            for other in alternatives:
+                wrong = cv2.warpAffine(image, (to_index @ other @ np.linalg.inv(to_index))[:2], (w, h),
+                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                       borderValue=(128, 128, 128))
+                assert np.abs(out['img'].astype(float) - wrong).mean() > 3 * error + 2.0, (matrix, other)
+    assert moved >= 15, f'only {moved} of 80 draws moved the image'  # 6 of 20 ops are geometric
+
+
+def test_trivialaugment_in_batch_policy_augment_is_seeded():
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmengine.structures import InstanceData
+    import det_autoaug  # noqa: F401  (registers BatchPolicyAugment)
+    from det_autoaug.policy import TrivialAugmentPolicy
+
+    def run(policy):
+        aug = MODELS.build(dict(type='BatchPolicyAugment', policy=policy, seed=5))
+        assert isinstance(aug.policy, TrivialAugmentPolicy) and aug.policy.space == 'det_default'
+        inputs = torch.randn(4, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+        samples = []
+        for _ in range(4):
+            s = DetDataSample(metainfo=dict(img_shape=(48, 48)))
+            s.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.tensor([[8.0, 8.0, 30.0, 40.0]])),
+                                          labels=torch.tensor([1]))
+            samples.append(s)
+        out, samples = aug(inputs.clone(), samples)
+        assert out.shape == inputs.shape and not torch.equal(out, inputs)
+        return out, [s.gt_instances.bboxes.tensor for s in samples]
+
+    a, boxes_a = run('trivialaugment')
+    b, boxes_b = run(dict(name='trivialaugment', space='det_default'))
+    torch.testing.assert_close(a, b)
+    assert all(torch.equal(x, y) for x, y in zip(boxes_a, boxes_b))

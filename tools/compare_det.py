@@ -16,8 +16,9 @@ the training pipeline differs:
   Brightness, Sharpness, ShearX/Y, TranslateX/Y, random magnitude), ``aug_num=2`` and uniform
   ``prob``, followed by ``FilterAnnotations(min_gt_bbox_wh=(1, 1))`` because mmdet's geometric
   transforms clip boxes but never drop the degenerate ones.
-- ``trivialaugment``: ``PolicyAugment(policy='trivialaugment')`` (one op of ``det_default`` per
-  image at a uniform level; no search).
+- ``trivialaugment``: ``PolicyAugment(policy='trivialaugment')`` (TrivialAugment: one of the 20
+  distinct ops of ``det_default`` per image, uniformly, at a magnitude uniform from the identity
+  to its AutoAugment level-10 strength; no search).
 - ``autoaug_v0``: ``PolicyAugment(policy='autoaug_det_v0')`` (the published detection policy).
 - ``uniform``: ``PolicyAugment`` with a policy file over the same space as the search
   (``det_default``, 36 entries) with uniform ``probs``; its ``apply_prob`` is the searched

@@ -7,7 +7,10 @@
    the others to WORK/search_<searcher>;
 2. train: tools/train_cls.py configs/cls/wrn_fashion_mnist_train.py (WRN-10-1, 500 training images,
    10 epochs, test on a stratified 2,000 of the test set) with each searched policy, none,
-   RandAugment and the uniform policy (same space and apply_prob as the DDAS one), seeds 0-2;
+   RandAugment, TrivialAugment (``trivialaugment_wide``: torchvision's ``TrivialAugmentWide``,
+   ``train_cls.py --policy trivialaugment``; not det_autoaug's ``'trivialaugment'`` policy name,
+   which draws from a det_autoaug search space) and the uniform policy (same space and
+   apply_prob as the DDAS one), seeds 0-2;
 3. summary: mean and std of the test accuracy per policy and each search's cost (wall time,
    steps, model passes counted by the hook), in WORK/summary.json and printed.
 
@@ -59,7 +62,7 @@ def main() -> None:
         searched[searcher] = str(policy)
         print(f'{searcher} search done after {time.perf_counter() - start:.0f} s: {costs[searcher]}', flush=True)
     policies = {name: [searched[name]] for name in args.searchers}
-    policies.update({'none': ['none'], 'randaugment': ['randaugment'],
+    policies.update({'none': ['none'], 'randaugment': ['randaugment'], 'trivialaugment_wide': ['trivialaugment'],
                      'uniform': ['uniform', '--reference-policy', searched['ddas']]})
     results = {name: [] for name in policies}
     for seed in args.seeds:

@@ -97,8 +97,9 @@ class BatchPolicyAugment(nn.Module):
     """Apply a detection augmentation policy to a normalised, padded training batch.
 
     Args:
-        policy: a published policy name (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``), the
-            path of a policy file, or a ``PolicyFile``; see
+        policy: a published policy name (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``,
+            ``'trivialaugment'``), ``dict(name=..., space=...)``, the path of a policy file, or a
+            ``PolicyFile``; see
             :func:`det_autoaug.policy.policy.build_policy`.
         mean: the data preprocessor's ``mean`` (per channel, in the order of its output).
         std: the data preprocessor's ``std``.

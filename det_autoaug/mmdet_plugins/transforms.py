@@ -40,7 +40,8 @@ from mmengine.logging import MessageHub
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.table import MAX_LEVEL, OPS, OpSpec, check_magnitude, get_op
-from ..policy.policy import ChainStep, Policy, PublishedPolicy, SearchedPolicy, build_policy, run_chain_np
+from ..policy.policy import (ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
+                             build_policy, run_chain_np)
 
 #: Prefix of the per-op transform names.
 PREFIX = 'DA'
@@ -245,6 +246,8 @@ def _policy_moves_pixels(policy: Policy) -> bool:
         steps = [s for sub in policy.sub_policies for s in sub if s.prob > 0]
     elif isinstance(policy, SearchedPolicy):
         steps = list(policy.file.entries)
+    elif isinstance(policy, TrivialAugmentPolicy):
+        return any(get_op(op).kind == 'geometric' for op in policy.ops)
     else:
         return True
     return any(get_op(s.op).kind == 'geometric' for s in steps)
@@ -255,8 +258,10 @@ class PolicyAugment(BaseTransform):
 
     The policy is built when the transform is (so a config with a bad name or file fails at
     build time): a published policy (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``: one
-    sub-policy drawn uniformly per image, each step with its probability) or a policy file
-    (augment with probability ``apply_prob`` by ``ops_per_policy`` entries drawn from ``probs``).
+    sub-policy drawn uniformly per image, each step with its probability), TrivialAugment
+    (``'trivialaugment'``: one op of ``det_default`` per image at a uniform magnitude, or
+    ``dict(name='trivialaugment', space=...)``) or a policy file (augment with probability
+    ``apply_prob`` by ``ops_per_policy`` entries drawn from ``probs``).
 
     Policy files with a trajectory follow the DDAS schedule by epoch: the current epoch is read
     from mmengine's ``MessageHub`` (runtime info ``'epoch'``, kept by the runner's
@@ -285,7 +290,8 @@ class PolicyAugment(BaseTransform):
     - homography_matrix (np.float32, 3x3; composed as M @ previous, identity when nothing moved)
 
     Args:
-        policy: published policy name or policy-file path.
+        policy: published policy name, ``dict(name=..., space=...)`` or policy-file path
+            (:func:`det_autoaug.policy.policy.build_policy`).
         train_epochs: number of training epochs, for the schedule of a trajectory (default: the
             runner's ``max_epochs``).
         min_size: geometric ops drop boxes narrower or shorter than this (px).
@@ -297,7 +303,7 @@ class PolicyAugment(BaseTransform):
         FileNotFoundError: the policy file does not exist.
     """
 
-    def __init__(self, policy: str, train_epochs: Optional[int] = None, min_size: float = MIN_SIZE,
+    def __init__(self, policy: PolicySpec, train_epochs: Optional[int] = None, min_size: float = MIN_SIZE,
                  min_visible: float = MIN_VISIBLE, channel_order: str = 'bgr') -> None:
         self.policy_spec = policy
         self.policy = build_policy(policy, train_epochs=train_epochs)

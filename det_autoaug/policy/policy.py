@@ -1,10 +1,14 @@
 """Policies: sampling a chain of ops per image, and applying chains (cv2 and batched torch).
 
-A *chain* is the list of :class:`ChainStep` one image goes through, in order. Two kinds of policy
-sample chains, both through a ``torch.Generator`` (a seeded run is reproducible):
+A *chain* is the list of :class:`ChainStep` one image goes through, in order. Three kinds of
+policy sample chains, all through a ``torch.Generator`` (a seeded run is reproducible):
 
 - :class:`PublishedPolicy` (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``): one sub-policy drawn
   uniformly; each step keeps its published probability.
+- :class:`TrivialAugmentPolicy` (``'trivialaugment'``, or ``dict(name='trivialaugment',
+  space=...)``): one op drawn uniformly from a search space's distinct ops, its magnitude
+  uniform between the identity and the op's AutoAugment strength (:func:`trivial_augment_range`),
+  always applied; no search.
 - :class:`SearchedPolicy` (a policy file): with probability ``apply_prob`` the image gets
   ``ops_per_policy`` entries drawn from ``probs`` with replacement, each with probability 1;
   otherwise the chain is empty. With a trajectory, training epoch ``e`` of ``train_epochs`` uses
@@ -30,7 +34,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from itertools import product
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,7 +49,7 @@ from ..ops.torch_ops import apply_op
 from .policy_file import PolicyFile, load_policy_file, schedule_index
 from .published import PUBLISHED_POLICIES
 
-PolicySpec = Union[str, 'os.PathLike[str]', PolicyFile]
+PolicySpec = Union[str, 'os.PathLike[str]', PolicyFile, Mapping[str, Any]]
 GeneratorOrList = Union[torch.Generator, Sequence[torch.Generator]]
 
 
@@ -124,39 +128,73 @@ class PublishedPolicy(Policy):
         return f'PublishedPolicy({self.name!r}, {len(self.sub_policies)} sub-policies)'
 
 
-#: Names of the TrivialAugment policies and the search space each draws its ops from.
+#: Names of the TrivialAugment policies and the search space each draws its ops from by default.
 TRIVIAL_AUGMENT: Dict[str, str] = {'trivialaugment': 'det_default'}
-TRIVIAL_AUGMENT_MAX_LEVEL = 10.0  # the detection convention's strongest AutoAugment level
+TRIVIAL_AUGMENT_MAX_LEVEL = 10.0  # the top of the AutoAugment scale (14 only extends it for DDAS)
+
+
+def trivial_augment_range(spec: OpSpec) -> Tuple[float, float]:
+    """The interval TrivialAugment draws ``spec``'s magnitude from, uniformly.
+
+    From the identity (magnitude 0) to the op's strength at the top of the AutoAugment scale:
+    the smallest interval holding 0 and the magnitudes at levels 0 and 10. The level functions
+    are monotone, so it holds every level in ``[0, 10]``, and it is the same in the detection and
+    DDAS conventions (they differ only in the direction of Posterize and Solarize). Examples:
+    Rotate ``[0, 30]`` degrees (and a random sign when applied), Color ``[-0.9, 0.9]`` (factor
+    0.1 .. 1.9), Solarize ``[0, 256]``, Posterize ``[0, 7]`` bits removed. Magnitude-free ops
+    (a level mapping that does not depend on the level: Identity, FlipLR, Equalize, ...) keep
+    their fixed magnitude: ``(1, 1)``.
+
+    Args:
+        spec: the op.
+
+    Returns:
+        ``(low, high)``, inside ``spec.magnitude_range``.
+    """
+    weakest, strongest = spec.magnitude_at(0.0), spec.magnitude_at(TRIVIAL_AUGMENT_MAX_LEVEL)
+    if weakest == strongest:
+        return weakest, strongest
+    return min(0.0, weakest, strongest), max(0.0, weakest, strongest)
 
 
 class TrivialAugmentPolicy(Policy):
     """TrivialAugment (Mueller and Hutter, ICCV 2021) on a search space: no search, no parameters.
 
-    Per image: one op drawn uniformly from the space's distinct ops (each op once, whatever its
-    number of magnitude entries), at a level drawn uniformly in ``[0, 10]`` and mapped with the
-    detection convention (level 10 = AutoAugment-for-detection's strongest), always applied;
-    signed ops draw their sign per image as everywhere. A bbox-only op runs with ``prob`` 1, so
-    each box is selected with probability 1/3 (the TensorFlow convention). The baseline any
-    searched policy has to beat.
+    Per image, in this order from the generator: one op drawn uniformly from the space's
+    distinct ops (each op once, whatever its number of magnitude entries; Identity included when
+    the space has it), then a magnitude uniform in :func:`trivial_augment_range` of the op. The
+    step always runs (``prob`` 1). Signed ops draw their sign when applied, as everywhere
+    (:func:`det_autoaug.ops.params.sample_params`: -1 or +1 with probability 1/2); the colour
+    factors are signed through their range (Color ``[-0.9, 0.9]``). A bbox-only op selects each
+    box with probability 1/3 (the TensorFlow ``prob / 3`` rule). The baseline any searched policy
+    has to beat.
 
     Args:
-        name: policy name (for reprs).
-        space: the search space whose ops are drawn (:data:`det_autoaug.ops.spaces.SPACES`).
+        name: policy name (for reprs and errors).
+        space: the search space whose ops are drawn (:data:`det_autoaug.ops.spaces.SPACES`):
+            ``'det_default'`` for detection, ``'ddas_cifar'`` or ``'ddas_imagenet'`` for
+            classification.
+
+    Raises:
+        ValueError: unknown space.
     """
 
     def __init__(self, name: str = 'trivialaugment', space: str = 'det_default') -> None:
-        from ..ops.spaces import get_space  # ops.spaces imports nothing of the policy layer
+        from ..ops.spaces import SPACES  # ops.spaces imports nothing of the policy layer
+        if not isinstance(space, str) or space not in SPACES:
+            raise ValueError(f'policy {name!r}: space={space!r} is unknown: expected one of {sorted(SPACES)}')
         self.name = name
         self.space = space
-        self.ops: Tuple[str, ...] = tuple(dict.fromkeys(entry.op for entry in get_space(space)))
+        self.ops: Tuple[str, ...] = tuple(dict.fromkeys(entry.op for entry in SPACES[space]))
+        self.ranges: Tuple[Tuple[float, float], ...] = tuple(trivial_augment_range(get_op(op)) for op in self.ops)
 
     def sample_chain(self, generator: Optional[torch.Generator], epoch: Optional[int] = None,
                      train_epochs: Optional[int] = None) -> List[ChainStep]:
-        """One op, uniform over the space's ops, at a uniform level (``epoch`` is ignored)."""
+        """One op, uniform over the space's ops, at a uniform magnitude (``epoch`` is ignored)."""
         index = int(torch.randint(len(self.ops), (1,), generator=generator))
-        level = float(torch.rand((), generator=generator, dtype=torch.float64)) * TRIVIAL_AUGMENT_MAX_LEVEL
-        spec = get_op(self.ops[index])
-        return [ChainStep(spec.name, spec.magnitude_at(level, 'det'), 1.0)]
+        low, high = self.ranges[index]
+        u = float(torch.rand((), generator=generator, dtype=torch.float64))
+        return [ChainStep(self.ops[index], low + u * (high - low), 1.0)]
 
     def __repr__(self) -> str:
         return f'TrivialAugmentPolicy({self.name!r}, space={self.space!r}, {len(self.ops)} ops)'
@@ -221,22 +259,26 @@ class SearchedPolicy(Policy):
 
 
 def build_policy(spec: PolicySpec, *, train_epochs: Optional[int] = None) -> Policy:
-    """Build a policy from a published name, a policy-file path or a :class:`PolicyFile`.
+    """Build a policy from a published name (or a dict naming one), a policy-file path or a :class:`PolicyFile`.
 
     Args:
-        spec: ``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``, ``'trivialaugment'``
-            (:class:`TrivialAugmentPolicy` on ``det_default``), a path to a policy file, or a
-            loaded :class:`PolicyFile`.
+        spec: ``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``; ``'trivialaugment'``
+            (:class:`TrivialAugmentPolicy` on ``det_default``); ``dict(name=..., space=...)``, a
+            published name with, for TrivialAugment only, the search space to draw from
+            (``dict(name='trivialaugment', space='ddas_cifar')`` for classification); a path to
+            a policy file; or a loaded :class:`PolicyFile`.
         train_epochs: training epochs for the trajectory schedule of a searched policy
             (ignored by published policies).
 
     Raises:
         FileNotFoundError: ``spec`` looks like a path (``.json``, or holds a separator) and no
             such file exists.
-        ValueError: unknown name, or an invalid policy file.
+        ValueError: unknown name or space, a malformed dict, or an invalid policy file.
     """
     if isinstance(spec, PolicyFile):
         return SearchedPolicy(spec, train_epochs)
+    if isinstance(spec, Mapping):
+        return _policy_from_mapping(spec)
     if isinstance(spec, str) and spec in PUBLISHED_POLICIES:
         return PublishedPolicy(spec, PUBLISHED_POLICIES[spec])
     if isinstance(spec, str) and spec in TRIVIAL_AUGMENT:
@@ -249,8 +291,27 @@ def build_policy(spec: PolicySpec, *, train_epochs: Optional[int] = None) -> Pol
         raise ValueError(f'policy {path!r} is neither a published policy '
                          f'{sorted(PUBLISHED_POLICIES) + sorted(TRIVIAL_AUGMENT)} '
                          'nor an existing policy file')
-    raise ValueError(f'policy spec {spec!r} is invalid: expected a published policy name, a path or a '
-                     'PolicyFile')
+    raise ValueError(f'policy spec {spec!r} is invalid: expected a published policy name, a dict with its '
+                     'name, a path or a PolicyFile')
+
+
+def _policy_from_mapping(spec: Mapping[str, Any]) -> Policy:
+    """A published policy from ``{'name': ..., 'space': ...}`` (``space``: TrivialAugment only)."""
+    names = sorted(PUBLISHED_POLICIES) + sorted(TRIVIAL_AUGMENT)
+    unknown = sorted(set(spec) - {'name', 'space'})
+    if unknown:
+        raise ValueError(f'policy spec {dict(spec)!r} has unknown keys {unknown}: expected "name" and, for '
+                         'TrivialAugment, "space"')
+    name = spec.get('name')
+    if not isinstance(name, str) or name not in names:
+        raise ValueError(f'policy spec {dict(spec)!r}: name={name!r} is not a published policy: expected one '
+                         f'of {names}')
+    if name in TRIVIAL_AUGMENT:
+        return TrivialAugmentPolicy(name, spec.get('space', TRIVIAL_AUGMENT[name]))
+    if 'space' in spec:
+        raise ValueError(f'policy spec {dict(spec)!r}: published policy {name!r} has fixed ops; "space" is '
+                         'for TrivialAugment only')
+    return PublishedPolicy(name, PUBLISHED_POLICIES[name])
 
 
 # ----------------------------------------------------------------------------- applying chains
