@@ -1,4 +1,5 @@
-"""The ops, the policies' torch path and the search core import and run without OpenMMLab."""
+"""The ops, the policies and the search core import and run without OpenMMLab; with it, importing
+the package still registers the plugins."""
 from __future__ import annotations
 
 import subprocess
@@ -6,38 +7,56 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+OPENMMLAB = ('mmdet', 'mmengine', 'mmcv', 'pycocotools')
 
-BLOCKED = '''
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('mmdet', 'mmengine', 'mmcv', 'pycocotools'):
-            raise ModuleNotFoundError(f'blocked for the test: {name}')
-        return None
-sys.meta_path.insert(0, Block())
-import importlib.util
-importlib.util.find_spec = (lambda f: lambda name, *a: None if name.split('.')[0] in
-                            ('mmdet', 'mmengine', 'mmcv', 'pycocotools') else f(name, *a))(importlib.util.find_spec)
-'''
-
-SCRIPT = BLOCKED + '''
+# A None entry in sys.modules makes ``import mmdet`` raise ModuleNotFoundError and
+# ``importlib.util.find_spec('mmdet')`` return None: the package sees a machine without OpenMMLab.
+SCRIPT = f'''
+import sys
+for name in {OPENMMLAB!r}:
+    sys.modules[name] = None
+import numpy as np
 import torch
 import det_autoaug
-from det_autoaug.ops import apply_op, sample_params, get_space
-from det_autoaug.policy.policy import apply_chains_torch, build_policy
+import det_autoaug.search.core
+import det_autoaug.search.grad_buffers
+from det_autoaug.ops import apply_op, get_space, sample_params
+from det_autoaug.ops.cv2_ops import apply_op_np
+from det_autoaug.policy.policy import apply_chains_torch, build_policy, run_chain_np
 from det_autoaug.search import DDASPolicy, FlatGradBuffers
 from det_autoaug.search.searchers import DDASSearcher, TorchSearchContext
-assert not det_autoaug.WITH_OPENMMLAB
-assert not any(m.split('.')[0] in ('mmdet', 'mmengine', 'mmcv') for m in sys.modules), sorted(sys.modules)
-img = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+
+assert not det_autoaug.WITH_OPENMMLAB and 'mmdet_plugins' not in det_autoaug.__all__
+try:
+    import det_autoaug.mmdet_plugins
+except ImportError as e:
+    assert any(name in str(e) for name in {OPENMMLAB!r}), e
+else:
+    raise AssertionError('det_autoaug.mmdet_plugins imported without mmdet')
+
 boxes = [torch.tensor([[2.0, 2.0, 20.0, 20.0]]), torch.zeros(0, 4)]
+images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
 params = sample_params('Rotate', 2, 32, 32, boxes, generator=torch.Generator().manual_seed(0))
-out = apply_op('Rotate', img, boxes, 15.0, params)
-assert out.images.shape == img.shape
-policy = DDASPolicy(len(get_space('det_default')))
-proposal = policy.sample(generator=torch.Generator().manual_seed(0))
-policy.update(proposal, torch.randn(3), 0.0)
-build_policy('autoaug_det_v0')
+assert apply_op('Rotate', images, boxes, 15.0, params).images.shape == images.shape
+for op in ('Rotate', 'TranslateX', 'Invert'):   # the cv2 kernels that once called mmcv
+    out, _, _ = apply_op_np(op, images[0].permute(1, 2, 0).numpy(), boxes[0].numpy(), 0.3,
+                            sample_params(op, 1, 32, 32, boxes[:1], generator=torch.Generator().manual_seed(1)))
+    assert out.shape == (32, 32, 3)
+
+policy = build_policy('autoaug_det_v0')
+chains = [policy.sample_chain(torch.Generator().manual_seed(i)) for i in range(2)]
+apply_chains_torch(images, boxes, chains, torch.Generator().manual_seed(2))
+run_chain_np(images[0].permute(1, 2, 0).numpy(), boxes[0].numpy(), chains[0], torch.Generator().manual_seed(3))
+
+ddas = DDASPolicy(len(get_space('det_default')))
+proposal = ddas.sample(generator=torch.Generator().manual_seed(0))
+before = ddas.probs().detach().clone()
+ddas.update(proposal, torch.randn(ddas.num_policies, dtype=torch.float64), 0.0)
+assert not torch.equal(before, ddas.probs().detach())
+FlatGradBuffers([torch.nn.Parameter(torch.zeros(3))], 2)
+DDASSearcher(get_space('det_default'))
+leaked = sorted(m for m in sys.modules if m.split('.')[0] in {OPENMMLAB!r} and sys.modules[m] is not None)
+assert not leaked, leaked
 print('ok')
 '''
 
@@ -48,8 +67,8 @@ def test_core_imports_and_runs_without_openmmlab():
 
 
 def test_with_openmmlab_the_package_registers_its_plugins():
-    import det_autoaug  # noqa: F401
+    import det_autoaug
     from mmdet.registry import TRANSFORMS
     from mmengine.registry import HOOKS
-    assert det_autoaug.WITH_OPENMMLAB
+    assert det_autoaug.WITH_OPENMMLAB and 'mmdet_plugins' in det_autoaug.__all__
     assert TRANSFORMS.get('PolicyAugment') is not None and HOOKS.get('DDASSearchHook') is not None

@@ -6,13 +6,14 @@ replay the same :class:`~.params.OpParams` as the batched torch kernels of
 (``tests/test_ops_cpu.py`` checks every op of :data:`~.table.OPS`). Channel order is RGB, as in
 the torch kernels and PIL (only Color and Contrast weigh the channels).
 
-Which implementation each op uses, and why (mmcv only where its semantics are exactly ours and
-it is not slower than the alternative):
+Which implementation each op uses, and why. cv2 and numpy only: mmcv is not imported, so these
+kernels also run where OpenMMLab is not installed (the GPU suite's machines); where mmcv has the
+same op, the kernel reproduces it bit for bit or the difference is named below:
 
 - Identity: a copy.
 - FlipLR / FlipUD: ``cv2.flip`` (exact). ``mmcv.imflip`` returns a strided view; making it
   contiguous costs ~40x a ``cv2.flip`` at 640 px.
-- Invert: ``mmcv.iminvert`` (exactly ``255 - x``).
+- Invert: ``255 - x`` (what ``mmcv.iminvert`` computes).
 - Posterize, Solarize, SolarizeAdd, AutoContrast, Equalize, Brightness, Contrast: one 256-entry
   table per channel applied by ``cv2.LUT``. ``mmcv.posterize`` and ``mmcv.solarize`` give the
   same images (the tests check it) in 1.2-4x the time; ``mmcv.auto_contrast`` and
@@ -26,11 +27,11 @@ it is not slower than the alternative):
 - Blur, Smooth: ``cv2.filter2D`` with PIL's kernel and replicated borders (as the torch kernel),
   blended by the magnitude with ``cv2.addWeighted``; mmcv has no such op. These three round the
   filtered image to uint8 before blending (as PIL does), the torch path does not: +-1 level.
-- Rotate: ``mmcv.imrotate`` with the angle negated (mmcv's positive angle is clockwise, ours
-  counter-clockwise on screen); it rotates about index ``((W - 1) / 2, (H - 1) / 2)``, which is
-  our continuous centre ``(W / 2, H / 2)``.
-- TranslateX / TranslateY: ``mmcv.imtranslate`` (a shift is the same in index and continuous
-  coordinates).
+- Rotate: ``mmcv.imrotate``'s own calls (``cv2.getRotationMatrix2D`` about index
+  ``((W - 1) / 2, (H - 1) / 2)``, which is our continuous centre ``(W / 2, H / 2)``, then
+  ``cv2.warpAffine``), with our counter-clockwise angle.
+- TranslateX / TranslateY: ``mmcv.imtranslate``'s own ``cv2.warpAffine`` by a float32 shift (a
+  shift is the same in index and continuous coordinates).
 - ShearX / ShearY: ``cv2.warpAffine`` on ``geometry.to_index_matrix(M)``: ``mmcv.imshear``
   shears about index ``(0, 0)``, half a pixel off our top-left corner.
 - Cutout, BBox_Cutout: slicing. ``mmcv.cutout`` draws its own centre with ``np.random``.
@@ -222,8 +223,7 @@ def _strength_lut(tables: Callable[[np.ndarray], np.ndarray]) -> Kernel:
 
 
 def _invert(img, boxes, m, params):
-    import mmcv  # here, not at the top: the torch path imports this module on machines without OpenMMLab
-    return (mmcv.iminvert(img) if m > 0 else img.copy()), None
+    return ((255 - img) if m > 0 else img.copy()), None
 
 
 def _filter_blend(filt: np.ndarray) -> Kernel:
@@ -280,8 +280,10 @@ def _sharpness(img, boxes, m, params):
 def _rotate(img, boxes, m, params):
     sign = _sign(params, 'Rotate')
     matrix, _ = _image_matrices('Rotate', m, sign, *img.shape[:2])
-    import mmcv  # see _invert
-    out = mmcv.imrotate(img, -sign * m, border_value=(_FILL,) * 3, interpolation='bilinear')
+    h, w = img.shape[:2]
+    index = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), sign * m, 1.0)
+    out = cv2.warpAffine(img, index, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(_FILL,) * 3)
     return out.reshape(img.shape), matrix
 
 
@@ -299,9 +301,9 @@ def _translate(name: str) -> Kernel:
         h, w = img.shape[:2]
         sign = _sign(params, name)
         matrix, _ = _image_matrices(name, m, sign, h, w)
-        import mmcv  # see _invert
-        out = mmcv.imtranslate(img, sign * m * (w if horizontal else h), 'horizontal' if horizontal else 'vertical',
-                               border_value=(_FILL,) * img.shape[2], interpolation='bilinear')
+        shift = sign * m * (w if horizontal else h)
+        index = np.float32([[1, 0, shift], [0, 1, 0]] if horizontal else [[1, 0, 0], [0, 1, shift]])
+        out = cv2.warpAffine(img, index, (w, h), flags=cv2.INTER_LINEAR, borderValue=(_FILL,) * min(img.shape[2], 3))
         return out.reshape(img.shape), matrix
     return kernel
 

@@ -1,6 +1,6 @@
 """Policies: the published detection policies, TrivialAugment, the policy file, sampling and applying chains.
 
-Import-light (torch, numpy, cv2/mmcv through the cv2 kernels; no mmdet), so dataloader workers
+Import-light (torch, numpy, cv2 through the cv2 kernels; no OpenMMLab), so dataloader workers
 and the search can use it.
 """
 from .policy import (TRIVIAL_AUGMENT, ChainStep, Policy, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
