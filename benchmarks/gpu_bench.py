@@ -27,12 +27,11 @@ Sections (each prints a markdown table; every ratio is between timings of the sa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -40,6 +39,8 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ops import single_threaded  # noqa: E402  (torch and cv2 on one thread, as a dataloader worker)
 from det_autoaug.ops import OPS, apply_op, get_space, sample_params  # noqa: E402
 from det_autoaug.policy.policy import apply_chains_torch, build_policy, run_chain_np  # noqa: E402
 from det_autoaug.search.searchers import DDASSearcher, TorchSearchContext  # noqa: E402
@@ -69,19 +70,6 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
         sync(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
-
-
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """torch and cv2 on one thread, as in a DataLoader worker under mmengine."""
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(0)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_threads)
-        cv2.setNumThreads(cv2_threads)
 
 
 def random_batch(n: int, size: int, boxes_per_image: int, gen: torch.Generator) -> Tuple[Tensor, List[Tensor]]:
