@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import Proposal
+from .core import Proposal, _check_int
 
 
 class GradientSketch:
@@ -44,8 +44,7 @@ class GradientSketch:
     """
 
     def __init__(self, numel: int, dim: int, seed: int = 0, device: Optional[torch.device] = None) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f'sketch dim must be an int >= 1, got {dim!r}')
+        _check_int('sketch dim', dim, 1)
         self.numel, self.seed = int(numel), int(seed)
         self.exact = dim >= numel
         self.dim = self.numel if self.exact else int(dim)
@@ -72,9 +71,8 @@ class DelayedCredit:
     """
 
     def __init__(self, horizon: int) -> None:
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f'horizon must be an int >= 1, got {horizon!r}')
-        self.horizon = horizon
+        _check_int('horizon', horizon, 1)
+        self.horizon = int(horizon)
         self.pending: Deque[Dict[str, Any]] = deque()
 
     def step(self, proposal: Proposal, directions: Tensor, val_sketch: Tensor) -> Optional[Dict[str, Any]]:

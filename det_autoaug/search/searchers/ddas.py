@@ -9,7 +9,7 @@ from torch import Tensor
 from ...ops.spaces import SpaceEntry
 from ..core import DDASPolicy
 from ..delayed_credit import DelayedCredit, GradientSketch
-from .base import Searcher
+from .base import Searcher, check_int
 
 
 class DDASSearcher(Searcher):
@@ -40,10 +40,8 @@ class DDASSearcher(Searcher):
                  sketch_dim: int = 4096) -> None:
         self.entries = tuple(entries)
         self.credit = DelayedCredit(horizon)  # validates horizon
-        self.horizon = horizon
-        if isinstance(sketch_dim, bool) or not isinstance(sketch_dim, int) or sketch_dim < 1:
-            raise ValueError(f'sketch_dim must be an int >= 1, got {sketch_dim!r}')
-        self.sketch_dim = sketch_dim
+        self.horizon = self.credit.horizon
+        self.sketch_dim = check_int('sketch_dim', sketch_dim, 1)
         self.sketch: Optional[GradientSketch] = None
         self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
