@@ -40,6 +40,11 @@ same op, the kernel reproduces it bit for bit or the difference is named below:
   value 128, bilinear, as the torch kernel); Solarize / Equalize use the tables above on the
   crop (Equalize with the crop's own histogram); Cutout fills the square clipped to the box.
 
+Inputs: any size from 1 x 1 px and any strides (copied once when cv2 needs it); uint8 only, so
+no NaN pixel can reach these kernels (the torch kernels refuse NaN and inf pixels), and float
+arrays are refused with a ``ValueError``. Sharpness leaves images under 3 px high or wide
+unchanged (all border, as in PIL and the torch kernel).
+
 The matrices are the torch path's own (:func:`.torch_geometric.geometric_matrix` and
 :func:`.torch_bbox_only.box_matrix`, built from :mod:`.geometry`), and boxes go through
 :func:`~.boxes.project_boxes` and :func:`~.boxes.clip_and_filter`, so both paths keep the same

@@ -44,16 +44,16 @@ def grey(x: Tensor) -> Tensor:
 
 def filter2d(x: Tensor, kernel, padding: str = 'replicate') -> Tensor:
     """Depthwise filter with a normalised PIL kernel; ``'replicate'`` pads, ``'keep'`` keeps the
-    border (as PIL's ``Image.filter`` does) where the kernel does not fit."""
+    border (as PIL's ``Image.filter`` does) where the kernel does not fit, so an image with no
+    interior pixel (under 3 px high or wide for a 3x3 kernel) comes back unchanged, as in PIL."""
     k = torch.tensor(kernel, dtype=x.dtype, device=x.device)
     k = (k / k.sum()).expand(x.shape[1], 1, *k.shape)
     r = k.shape[-1] // 2
     if padding == 'replicate':
         return F.conv2d(F.pad(x, (r, r, r, r), mode='replicate'), k, groups=x.shape[1])
-    inner = F.conv2d(x, k, groups=x.shape[1])
     out = x.clone()
-    if inner.shape[-1] > 0 and inner.shape[-2] > 0:
-        out[..., r:-r, r:-r] = inner
+    if x.shape[-2] > 2 * r and x.shape[-1] > 2 * r:
+        out[..., r:-r, r:-r] = F.conv2d(x, k, groups=x.shape[1])
     return out
 
 
@@ -84,7 +84,8 @@ def equalize(x: Tensor, m: Tensor, mask: Optional[Tensor] = None) -> Tensor:
             is still computed for every pixel; the caller composites it).
     """
     b, c, h, w = x.shape
-    levels = x.detach().round().clamp(0, 255).long().view(b * c, h * w)
+    # reshape, not view: a channels_last or sliced batch has no (B * C, H * W) view.
+    levels = x.detach().round().clamp(0, 255).long().reshape(b * c, h * w)
     weight = torch.ones_like(levels) if mask is None else \
         mask.expand(b, c, h, w).reshape(b * c, h * w).long()
     hist = torch.zeros(b * c, 256, dtype=torch.long, device=x.device).scatter_add_(1, levels, weight)
@@ -137,7 +138,8 @@ def brightness(x: Tensor, m: Tensor) -> Tensor:
 
 def sharpness(x: Tensor, m: Tensor) -> Tensor:
     """PIL ``ImageEnhance.Sharpness`` with factor ``1 + m``: blend with the SMOOTH-filtered
-    image whose 1-pixel border is the original's."""
+    image whose 1-pixel border is the original's (images under 3 px high or wide: all border,
+    so unchanged, as in PIL)."""
     return _blend(filter2d(x, _SMOOTH, padding='keep'), x, 1.0 + m)
 
 

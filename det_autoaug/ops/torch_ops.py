@@ -15,6 +15,18 @@ Gradients with respect to the magnitude (pass it as a float tensor that requires
   requires grad.
 
 Gradients need float images: a uint8 output is rounded and carries none.
+
+Inputs the kernels accept (``tests/test_reliability.py`` checks every op on them):
+
+- any size from 1 x 1 px (an op that does not fit, such as Sharpness's 3x3 filter on a 2 px high
+  image, leaves the image unchanged, as PIL does), any memory format (channels_last, slices);
+- uint8 and every float dtype. The kernels compute in float32 (float64 for float64 images), so
+  the masks and coordinates of float16/bfloat16 images are as exact as for float32 ones (a
+  bfloat16 pixel centre at x = 1000.5 would round to 1000); the result is cast back;
+- NaN and infinite pixels are refused by every op (Identity included) at every magnitude (0
+  included), with a ``ValueError`` naming the first one: statistics ops (Equalize,
+  AutoContrast, Contrast) would spread one to a whole channel or image. The cv2 kernels take
+  uint8 only, which holds neither.
 """
 from __future__ import annotations
 
@@ -86,6 +98,14 @@ def _check_images(images: Tensor) -> None:
                          'dtype on the 0..255 scale')
     if images.shape[0] < 1:
         raise ValueError('images hold an empty batch: expected B >= 1')
+    if images.shape[2] < 1 or images.shape[3] < 1:
+        raise ValueError(f'images have shape {tuple(images.shape)}: expected H >= 1 and W >= 1')
+    if images.is_floating_point():
+        bad = ~torch.isfinite(images.detach())
+        if bool(bad.any()):
+            index = tuple(bad.nonzero()[0].tolist())
+            raise ValueError(f'images{list(index)}={images[index].item()} ({int(bad.sum())} such pixels): '
+                             'pixels must be finite, on the 0..255 scale')
 
 
 def _check_boxes(boxes: Sequence[Tensor], batch: int) -> None:
@@ -179,8 +199,8 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
 
     Args:
         op: table name, TF alias (``'Rotate_BBox'``) or :class:`OpSpec`.
-        images: ``(B, C, H, W)`` uint8, or float on the 0..255 scale; C is 3 or 1 (grey).
-            Not modified.
+        images: ``(B, C, H, W)`` uint8, or float on the 0..255 scale (finite); C is 3 or 1
+            (grey); H, W >= 1; any memory format. Not modified.
         boxes: ``B`` tensors ``(N_i, 4)`` ``(x1, y1, x2, y2)`` in pixels, or ``None``.
         magnitude: a number or a ``(B,)`` / 0-d float tensor in ``op.magnitude_range``; ``0`` is
             the identity. A tensor that requires grad gets a gradient (see the module doc).
@@ -194,8 +214,9 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
 
     Raises:
         KeyError: unknown op name.
-        ValueError: magnitude out of range, images not ``(B, 1|3, H, W)`` uint8/float, boxes not a
-            list of ``B`` valid ``(N, 4)`` tensors, params for another batch or other boxes.
+        ValueError: magnitude out of range, images not ``(B, 1|3, H, W)`` uint8/float or holding
+            NaN/inf pixels, boxes not a list of ``B`` valid ``(N, 4)`` tensors, params for another
+            batch or other boxes.
     """
     spec = op if isinstance(op, OpSpec) else get_op(op)
     _check_images(images)
@@ -203,7 +224,8 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
     if boxes is not None:
         _check_boxes(boxes, batch)
         boxes = list(boxes)
-    dtype = images.dtype if images.is_floating_point() else torch.float32
+    # Half precision cannot hold pixel coordinates of large images: compute in float32.
+    dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     m = _as_magnitude(spec, magnitude, batch, dtype, images.device)
     counts = [int(b.shape[0]) for b in boxes] if boxes is not None else None
     if params is None:
@@ -213,7 +235,7 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
     kernel_boxes = [b.to(images.device) for b in boxes] if boxes is not None else None
     kernel = _kernel(spec, params, kernel_boxes, batch)
 
-    x = images if images.is_floating_point() else images.to(dtype)
+    x = images.to(dtype)
     if spec.grad == 'straight_through':
         out, matrices = kernel(x, m.detach())
         if m.requires_grad:
@@ -226,6 +248,8 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
 
     if images.dtype == torch.uint8:
         out = out.round().clamp(0, 255).to(torch.uint8)
+    else:
+        out = out.to(images.dtype)
     out_boxes, keep = None, None
     if boxes is not None:
         if matrices is not None:

@@ -9,8 +9,18 @@ reads (see ``docs/architecture.md``, "Policy file (version 1)")::
      "trajectory": [{"epoch": 0, "probs": [...], "apply_prob": 0.35}, ...],
      "meta": {...}}
 
-Every problem is reported when the file is read (or before it is written), with the path and
-what was expected, so a training config fails at build time, not in a dataloader worker.
+Every problem is reported when the file is read (or before it is written), with the path, the
+field (``subpolicies[0].ops[1]``) and what was expected, so a training config fails at build
+time, not in a dataloader worker. Booleans are not numbers (``"version": true`` is refused), and
+every field is bounded, so a hostile or corrupt file fails fast instead of hanging a dataloader:
+
+- the file: at most :data:`MAX_FILE_BYTES` (8 MiB; a 67-entry space with a 1,000-epoch
+  trajectory takes about 2 MB), UTF-8, lists and objects nested at most :data:`MAX_DEPTH` (32) deep;
+- ``entries`` (and so ``probs``): at most :data:`MAX_ENTRIES` (4,096);
+- ``ops_per_policy`` and the ops of one sub-policy: at most :data:`MAX_OPS_PER_POLICY` (16);
+- ``subpolicies``: at most :data:`MAX_SUBPOLICIES` (4,096);
+- ``trajectory``: at most :data:`MAX_SNAPSHOTS` (10,000) snapshots, epochs at most
+  :data:`MAX_EPOCH` (1,000,000).
 """
 from __future__ import annotations
 
@@ -31,6 +41,13 @@ VERSION = 1
 #: them loudly instead of silently sampling the entries instead of the sub-policies.
 VERSION_SUBPOLICIES = 2
 PROB_TOLERANCE = 1e-4
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_ENTRIES = 4096
+MAX_OPS_PER_POLICY = 16
+MAX_SUBPOLICIES = 4096
+MAX_SNAPSHOTS = 10_000
+MAX_EPOCH = 1_000_000
 
 PathLike = Union[str, 'os.PathLike[str]']
 
@@ -119,6 +136,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_length(items: Any, limit: int, name: str, where: str) -> None:
+    if len(items) > limit:
+        raise ValueError(f'{where}{name} has {len(items)} items: the limit is {limit}')
+
+
 def _check_probs(probs: Any, n: int, name: str, where: str) -> Tuple[float, ...]:
     if not isinstance(probs, (list, tuple)):
         raise ValueError(f'{where}{name} must be a list of {n} probabilities, got {type(probs).__name__}')
@@ -140,27 +166,28 @@ def _check_apply_prob(value: Any, name: str, where: str) -> float:
     return float(value)
 
 
-def _check_entry(item: Any, i: int, where: str) -> SpaceEntry:
+def _check_entry(item: Any, name: str, where: str) -> SpaceEntry:
+    """Validate one op at a magnitude; ``name`` is its field (``entries[3]``, ``subpolicies[0].ops[1]``)."""
     if isinstance(item, SpaceEntry):
         item = {'op': item.op, 'magnitude': item.magnitude, 'level': item.level}
     if not isinstance(item, Mapping) or 'op' not in item or 'magnitude' not in item:
-        raise ValueError(f'{where}entries[{i}]={item!r} is malformed: expected {{"op": str, '
+        raise ValueError(f'{where}{name}={item!r:.200} is malformed: expected {{"op": str, '
                          '"magnitude": number, "level": number or null}')
     try:
         spec = get_op(item['op']) if isinstance(item['op'], str) else None
     except KeyError:
         spec = None
     if spec is None:
-        raise ValueError(f'{where}entries[{i}] has unknown op {item["op"]!r}: expected an op of '
+        raise ValueError(f'{where}{name} has unknown op {item["op"]!r:.200}: expected an op of '
                          'det_autoaug.ops.table.OPS (see det_autoaug.available_ops())')
     magnitude = item['magnitude']
     lo, hi = spec.magnitude_range
     if not _is_number(magnitude) or not lo - 1e-9 <= magnitude <= hi + 1e-9:
-        raise ValueError(f'{where}entries[{i}] ({spec.name}) has magnitude {magnitude!r} out of range: '
+        raise ValueError(f'{where}{name} ({spec.name}) has magnitude {magnitude!r:.200} out of range: '
                          f'expected a value in [{lo:g}, {hi:g}] ({spec.unit})')
     level = item.get('level')
     if level is not None and (not _is_number(level) or not 0.0 <= level <= MAX_LEVEL):
-        raise ValueError(f'{where}entries[{i}] ({spec.name}) has level {level!r}: expected null or a '
+        raise ValueError(f'{where}{name} ({spec.name}) has level {level!r:.200}: expected null or a '
                          f'number in [0, {MAX_LEVEL:g}]')
     return SpaceEntry(spec.name, float(magnitude), None if level is None else float(level))
 
@@ -171,6 +198,7 @@ def _check_trajectory(trajectory: Any, n: int, where: str) -> Tuple[Snapshot, ..
     if not isinstance(trajectory, (list, tuple)):
         raise ValueError(f'{where}trajectory must be a list of {{"epoch", "probs", "apply_prob"}} items, '
                          f'got {type(trajectory).__name__}')
+    _check_length(trajectory, MAX_SNAPSHOTS, 'trajectory', where)
     snapshots = []
     for i, item in enumerate(trajectory):
         if isinstance(item, Snapshot):
@@ -179,8 +207,9 @@ def _check_trajectory(trajectory: Any, n: int, where: str) -> Tuple[Snapshot, ..
             raise ValueError(f'{where}trajectory[{i}] is malformed: expected an object with "epoch", '
                              f'"probs" and "apply_prob", got {item!r:.200}')
         epoch = item['epoch']
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f'{where}trajectory[{i}].epoch={epoch!r} is invalid: expected an int >= 0')
+        if not _is_int(epoch) or not 0 <= epoch <= MAX_EPOCH:
+            raise ValueError(f'{where}trajectory[{i}].epoch={epoch!r:.200} is invalid: expected an int in '
+                             f'[0, {MAX_EPOCH}]')
         if snapshots and epoch < snapshots[-1].epoch:
             raise ValueError(f'{where}trajectory[{i}].epoch={epoch} comes after epoch '
                              f'{snapshots[-1].epoch}: expected non-decreasing epochs')
@@ -194,6 +223,7 @@ def _check_subpolicies(subpolicies: Any, where: str) -> Tuple[SubPolicy, ...]:
     if not isinstance(subpolicies, (list, tuple)) or not subpolicies:
         raise ValueError(f'{where}"subpolicies" must be a non-empty list of {{"prob", "ops"}} objects, '
                          f'got {subpolicies!r:.200}')
+    _check_length(subpolicies, MAX_SUBPOLICIES, 'subpolicies', where)
     parsed = []
     for i, item in enumerate(subpolicies):
         if isinstance(item, SubPolicy):
@@ -206,13 +236,13 @@ def _check_subpolicies(subpolicies: Any, where: str) -> Tuple[SubPolicy, ...]:
         if not isinstance(ops, (list, tuple)) or not ops:
             raise ValueError(f'{where}subpolicies[{i}].ops must be a non-empty list of {{"op", "magnitude", '
                              f'"prob"}}, got {ops!r:.200}')
+        _check_length(ops, MAX_OPS_PER_POLICY, f'subpolicies[{i}].ops', where)
         steps = []
         for j, op in enumerate(ops):
             if not isinstance(op, Mapping) or 'prob' not in op:
                 raise ValueError(f'{where}subpolicies[{i}].ops[{j}]={op!r:.200} is malformed: expected '
                                  '{"op": str, "magnitude": number, "prob": number}')
-            entry = _check_entry({'op': op.get('op'), 'magnitude': op.get('magnitude')}, j,
-                                 f'{where}subpolicies[{i}].')
+            entry = _check_entry(op, f'subpolicies[{i}].ops[{j}]', where)
             steps.append(SubPolicyOp(entry.op, entry.magnitude,
                                      _check_apply_prob(op['prob'], f'subpolicies[{i}].ops[{j}].prob', where)))
         parsed.append(SubPolicy(prob, tuple(steps)))
@@ -237,9 +267,12 @@ def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
     if not isinstance(doc, Mapping):
         raise ValueError(f'{where}expected a JSON object at the top level, got {type(doc).__name__}')
     if doc.get('schema') != SCHEMA:
-        raise ValueError(f'{where}"schema" is {doc.get("schema")!r}: expected {SCHEMA!r} (is this a '
+        raise ValueError(f'{where}"schema" is {doc.get("schema")!r:.200}: expected {SCHEMA!r} (is this a '
                          'det_autoaug policy file?)')
     has_subpolicies = 'subpolicies' in doc
+    if not _is_int(doc.get('version')):
+        raise ValueError(f'{where}"version" is {doc.get("version")!r:.200}: expected the integer {VERSION} '
+                         f'({VERSION_SUBPOLICIES} for files with "subpolicies")')
     if doc.get('version') != (VERSION_SUBPOLICIES if has_subpolicies else VERSION):
         if doc.get('version') == VERSION_SUBPOLICIES:
             raise ValueError(f'{where}schema version mismatch: file has {VERSION_SUBPOLICIES}, this det_autoaug '
@@ -251,17 +284,19 @@ def policy_from_dict(doc: Any, path: Optional[str] = None) -> PolicyFile:
                          f'det_autoaug reads {VERSION} (and {VERSION_SUBPOLICIES} for files with "subpolicies")')
     for key in ('searcher', 'space'):
         if not isinstance(doc.get(key), str) or not doc[key]:
-            raise ValueError(f'{where}"{key}" is {doc.get(key)!r}: expected a non-empty string')
+            raise ValueError(f'{where}"{key}" is {doc.get(key)!r:.200}: expected a non-empty string')
     entries = doc.get('entries')
     if not isinstance(entries, (list, tuple)) or not entries:
         raise ValueError(f'{where}"entries" must be a non-empty list of {{"op", "magnitude", "level"}}, '
                          f'got {entries!r:.200}')
-    parsed = tuple(_check_entry(item, i, where) for i, item in enumerate(entries))
+    _check_length(entries, MAX_ENTRIES, 'entries', where)
+    parsed = tuple(_check_entry(item, f'entries[{i}]', where) for i, item in enumerate(entries))
     probs = _check_probs(doc.get('probs'), len(parsed), 'probs', where)
     apply_prob = _check_apply_prob(doc.get('apply_prob'), 'apply_prob', where)
     ops = doc.get('ops_per_policy', 2)
-    if isinstance(ops, bool) or not isinstance(ops, int) or ops < 1:
-        raise ValueError(f'{where}ops_per_policy={ops!r} is invalid: expected an int >= 1')
+    if not _is_int(ops) or not 1 <= ops <= MAX_OPS_PER_POLICY:
+        raise ValueError(f'{where}ops_per_policy={ops!r:.200} is invalid: expected an int in '
+                         f'[1, {MAX_OPS_PER_POLICY}]')
     trajectory = _check_trajectory(doc.get('trajectory'), len(parsed), where)
     meta = doc.get('meta') or {}
     if not isinstance(meta, Mapping):
@@ -285,10 +320,13 @@ def load_policy_file(path: PathLike) -> PolicyFile:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON, or not a valid version-1 policy file (the message says why).
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: larger than :data:`MAX_FILE_BYTES`, not UTF-8, not JSON, nested deeper than
+            :data:`MAX_DEPTH`, or not a valid policy file (the message names the path and the field).
     """
     path = os.fspath(path)
-    return policy_from_dict(read_json(path, 'policy file'), path)
+    doc = read_json(path, 'policy file', max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH)
+    return policy_from_dict(doc, path)
 
 
 def _plain(values: Any) -> list:
@@ -316,7 +354,7 @@ def save_policy_file(path: PathLike, *, searcher: str, space: str, entries: Sequ
         entries: the space's entries, in order.
         probs: one probability per entry, summing to 1 (list, array or tensor).
         apply_prob: probability that an image is augmented, in ``[0, 1]``.
-        ops_per_policy: entries drawn per augmented image, >= 1.
+        ops_per_policy: entries drawn per augmented image, in ``[1, MAX_OPS_PER_POLICY]``.
         trajectory: optional snapshots ``{'epoch', 'probs', 'apply_prob'}`` (as
             :meth:`det_autoaug.search.core.DDASPolicy.snapshot` records them).
         meta: optional JSON-serialisable metadata; ``created`` (UTC, ISO 8601) is added when absent.
