@@ -357,8 +357,12 @@ def test_to_mmdet_autoaugment_searched_policy_top_k():
     color = {'type': 'mmdet.Color', 'min_mag': 1.4, 'max_mag': 1.4, 'prob': 1.0}
     assert policies[:3] == [[shear, shear], [shear, color], [color, shear]]
     assert policies[3] == [{'type': 'mmdet.Equalize', 'prob': 0.0}]
-    weights = np.array([0.6 * 0.16, 0.6 * 0.12, 0.6 * 0.12, 0.4])
-    np.testing.assert_allclose(prob, weights / weights.sum(), atol=1e-12)
+    # the default keeps P(augmented) = 0.6: the kept tuples share it, the identity keeps 0.4
+    weights = np.array([0.6 * 0.16 / 0.4, 0.6 * 0.12 / 0.4, 0.6 * 0.12 / 0.4, 0.4])
+    np.testing.assert_allclose(prob, weights, atol=1e-12)
+    legacy = to_mmdet_autoaugment(policy, top_k=3, keep_apply_prob=False, tolerance=1.0)['prob']
+    old_weights = np.array([0.6 * 0.16, 0.6 * 0.12, 0.6 * 0.12, 0.4])
+    np.testing.assert_allclose(legacy, old_weights / old_weights.sum(), atol=1e-12)
     cutout = to_mmdet_autoaugment(policy, top_k=16)['policies']
     assert {'type': 'RandomApply', 'prob': 1.0, 'transforms': [
         {'type': 'mmdet.CutOut', 'n_holes': 1, 'cutout_ratio': (0.25, 0.25), 'fill_in': (128, 128, 128)}]} in \

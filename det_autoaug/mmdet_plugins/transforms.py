@@ -18,6 +18,11 @@ Shared behaviour:
 - ``homography_matrix`` (3x3 float32, continuous pixel coordinates) is composed as
   ``M @ previous`` by transforms that may move pixels (geometric ops, and ``PolicyAugment``).
 - ``img_shape`` never changes.
+- Box validation does not depend on the draw: every call checks ``gt_bboxes`` (finite, ``x1 <= x2``,
+  ``y1 <= y2``, the rule of :func:`det_autoaug.ops.boxes.check_boxes`) before it samples anything,
+  and raises ``ValueError`` naming the bad boxes, whether or not an op then runs.
+  ``PolicyAugment(sanitize_boxes=True)`` drops them instead, with their labels, flags and masks
+  (as torchvision's ``SanitizeBoundingBoxes``).
 - Channel order: colour kernels weigh channels as RGB; mmdet loads BGR images, so with
   ``channel_order='bgr'`` (the default, as ``LoadImageFromFile``) the image is viewed as RGB
   for the ops whose result depends on the channel order.
@@ -97,6 +102,58 @@ def _reject_masks(results: dict, what: str) -> None:
             raise ValueError(f'{what} moves pixels but does not transform {key!r}: instance masks and '
                              'segmentation maps are not supported by det_autoaug geometric ops; remove '
                              f'{key!r} (e.g. LoadAnnotations(with_mask=False)) or use pixel-only ops')
+
+
+def invalid_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Which boxes break the rule of :func:`det_autoaug.ops.boxes.check_boxes`.
+
+    Args:
+        boxes: ``(N, 4)`` ``(x1, y1, x2, y2)``, any float or integer dtype.
+
+    Returns:
+        ``(N,)`` bool: not finite, ``x2 < x1`` or ``y2 < y1``.
+    """
+    boxes = boxes.reshape(-1, 4).float()
+    return ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+
+
+#: What the invalid-box error suggests where the transform can sanitise.
+SANITIZE_HINT = ', or pass sanitize_boxes=True to drop such boxes with their labels'
+
+
+def invalid_boxes_message(what: str, boxes: torch.Tensor, bad: torch.Tensor, hint: str = '') -> str:
+    """The error for invalid input boxes: how many, where, their values, what was expected."""
+    index = bad.nonzero().flatten()
+    values = boxes.reshape(-1, 4)[index[:3]].tolist()
+    more = f' (and {len(index) - 3} more)' if len(index) > 3 else ''
+    return (f'{what} holds {len(index)} invalid boxes at {index[:3].tolist()}{more}: {values}; expected finite '
+            f'x1 <= x2 and y1 <= y2. Fix the annotations{hint}')
+
+
+# Per-instance result keys, indexed together when invalid boxes are dropped.
+_INSTANCE_KEYS = ('gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks')
+
+
+def _check_input_boxes(results: dict, what: str, sanitize: Optional[bool]) -> None:
+    """Validate ``gt_bboxes`` on every call (not only when an op runs); drop bad ones if ``sanitize``.
+
+    ``sanitize=None``: the transform has no such option (the error does not suggest it).
+    """
+    boxes = results.get('gt_bboxes')
+    if boxes is None:
+        return
+    tensor = boxes.tensor if isinstance(boxes, BaseBoxes) else torch.as_tensor(np.asarray(boxes, np.float32))
+    bad = invalid_boxes(tensor)
+    if not bool(bad.any()):
+        return
+    if not sanitize:
+        hint = '' if sanitize is None else SANITIZE_HINT
+        raise ValueError(invalid_boxes_message(f'{what}: gt_bboxes', tensor, bad, hint))
+    keep = (~bad).numpy()
+    results['gt_bboxes'] = boxes[torch.from_numpy(keep)] if isinstance(boxes, BaseBoxes) else boxes[keep]
+    for key in _INSTANCE_KEYS:
+        if results.get(key) is not None:
+            results[key] = results[key][keep]
 
 
 def _apply(results: dict, chain: Sequence[ChainStep], *, box_prob: Optional[float], min_size: float,
@@ -204,6 +261,7 @@ class TableOpTransform(BaseTransform):
     def transform(self, results: dict) -> dict:
         """Apply the op (with probability ``prob``) to ``results``; see the class doc for the keys."""
         geometric = self.spec.kind == 'geometric'
+        _check_input_boxes(results, f'{PREFIX}{self.op_name}', sanitize=None)
         if geometric:
             _reject_masks(results, f'{PREFIX}{self.op_name}')
         return _apply(results, [ChainStep(self.op_name, self.magnitude, self.prob)], box_prob=self.box_prob,
@@ -297,20 +355,27 @@ class PolicyAugment(BaseTransform):
         min_size: geometric ops drop boxes narrower or shorter than this (px).
         min_visible: geometric ops drop boxes with less than this fraction left in the image.
         channel_order: ``'bgr'`` (mmdet's default) or ``'rgb'``: the order of ``results['img']``.
+        sanitize_boxes: input boxes that are not finite or have ``x2 < x1`` / ``y2 < y1`` raise
+            ``ValueError`` on every call (default), whether or not an op is drawn; with ``True``
+            they are dropped with their labels, flags and masks instead.
 
     Raises:
-        ValueError: unknown policy name, invalid policy file, bad arguments.
+        ValueError: unknown policy name, invalid policy file, bad arguments; at call time,
+            invalid input boxes (unless ``sanitize_boxes``).
         FileNotFoundError: the policy file does not exist.
     """
 
     def __init__(self, policy: PolicySpec, train_epochs: Optional[int] = None, min_size: float = MIN_SIZE,
-                 min_visible: float = MIN_VISIBLE, channel_order: str = 'bgr') -> None:
+                 min_visible: float = MIN_VISIBLE, channel_order: str = 'bgr', sanitize_boxes: bool = False) -> None:
+        if not isinstance(sanitize_boxes, bool):
+            raise ValueError(f'PolicyAugment: sanitize_boxes={sanitize_boxes!r} is invalid: expected True or False')
         self.policy_spec = policy
         self.policy = build_policy(policy, train_epochs=train_epochs)
         self.train_epochs = train_epochs
         self.min_size = _check_number('PolicyAugment: min_size', min_size, 0.0)
         self.min_visible = _check_number('PolicyAugment: min_visible', min_visible, 0.0, 1.0)
         self.channel_order = _check_channel_order(channel_order)
+        self.sanitize_boxes = sanitize_boxes
         self._moves_pixels = _policy_moves_pixels(self.policy)
 
     def _epoch(self) -> Tuple[Optional[int], Optional[int]]:
@@ -324,6 +389,7 @@ class PolicyAugment(BaseTransform):
     @autocast_box_type()
     def transform(self, results: dict) -> dict:
         """Sample a chain for this image and apply it; see the class doc for the keys."""
+        _check_input_boxes(results, f'PolicyAugment({self.policy_spec!r})', self.sanitize_boxes)
         generator = _numpy_seeded_generator()
         epoch, train_epochs = self._epoch()
         if self._moves_pixels:  # checked on every call, not only when a geometric op is drawn
@@ -337,10 +403,10 @@ class PolicyAugment(BaseTransform):
     def __repr__(self) -> str:
         return (f'PolicyAugment(policy={self.policy_spec!r}, train_epochs={self.train_epochs}, '
                 f'min_size={self.min_size}, min_visible={self.min_visible}, '
-                f'channel_order={self.channel_order!r})')
+                f'channel_order={self.channel_order!r}, sanitize_boxes={self.sanitize_boxes})')
 
 
 _register(PolicyAugment, 'PolicyAugment')
 
-__all__ = ['PREFIX', 'OP_TRANSFORMS', 'TableOpTransform', 'PolicyAugment'] + [
+__all__ = ['PREFIX', 'OP_TRANSFORMS', 'TableOpTransform', 'PolicyAugment', 'invalid_boxes'] + [
     c.__name__ for c in OP_TRANSFORMS.values()]
