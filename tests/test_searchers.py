@@ -15,7 +15,7 @@ import torch
 from det_autoaug.ops.spaces import SpaceEntry
 from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, save_policy_file
-from det_autoaug.search.searchers import (DAASSearcher, DADASearcher, DDASSearcher, TorchSearchContext,
+from det_autoaug.search.searchers import (DAASSearcher, DADASharedSearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
 from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
 
@@ -68,8 +68,8 @@ def _daas():
     return DAASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01, baseline_decay=0.8)
 
 
-def _dada():
-    return DADASearcher(ENTRIES, lr=0.1, lr_cv=0.05)
+def _dada():  # the shared-parameter variant; the published DADA: tests/test_dada_published.py
+    return DADASharedSearcher(ENTRIES, lr=0.1, lr_cv=0.05)
 
 
 def _probs(searcher) -> dict:
@@ -77,7 +77,7 @@ def _probs(searcher) -> dict:
     return searcher.op_probs()
 
 
-@pytest.mark.parametrize('make, steps', [(_ddas, 40), (_daas, 60), (_dada, 30)], ids=['ddas', 'daas', 'dada'])
+@pytest.mark.parametrize('make, steps', [(_ddas, 40), (_daas, 60), (_dada, 30)], ids=['ddas', 'daas', 'dada_shared'])
 def test_every_searcher_finds_the_op_that_helps_validation(make, steps):
     toy = Toy(make())
     before = _probs(toy.searcher)
@@ -88,7 +88,7 @@ def test_every_searcher_finds_the_op_that_helps_validation(make, steps):
     assert after['FlipLR'] > max(others.values()), f'FlipLR is not the most likely op: {after}'
 
 
-@pytest.mark.parametrize('make', [_ddas, _daas, _dada], ids=['ddas', 'daas', 'dada'])
+@pytest.mark.parametrize('make', [_ddas, _daas, _dada], ids=['ddas', 'daas', 'dada_shared'])
 def test_state_dict_round_trip_mid_search_continues_identically(make):
     straight = Toy(make())
     straight.run(8)
@@ -117,15 +117,15 @@ def test_build_searcher_names_bad_names_and_arguments():
         build_searcher('daas', ENTRIES, dict(baseline_decay=1.0))
 
 
-def test_dada_sub_policies_are_ordered_pairs_of_distinct_ops_at_mean_magnitudes():
+def test_dada_shared_sub_policies_are_ordered_pairs_of_distinct_ops_at_mean_magnitudes():
     entries = (SpaceEntry('Rotate', 6.0, 2.0), SpaceEntry('Rotate', 18.0, 6.0), SpaceEntry('Color', 0.4, 2.0))
-    dada = DADASearcher(entries)
+    dada = DADASharedSearcher(entries)
     assert dada.op_names == ['Rotate', 'Color'] and dada.pairs == [(0, 1), (1, 0)]
     torch.testing.assert_close(dada.magnitude_values(), torch.tensor([12.0, 0.4], dtype=torch.float64))
     assert abs(dada.apply_prob() - 0.75) < 1e-6  # two ops at p = 0.5
 
 
-def test_dada_export_is_a_policy_file_policy_augment_samples_by_sub_policy(tmp_path):
+def test_dada_shared_export_is_a_policy_file_policy_augment_samples_by_sub_policy(tmp_path):
     toy = Toy(_dada())
     toy.run(3)
     toy.searcher.snapshot(1)

@@ -34,6 +34,7 @@ DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
+from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
 from search_det import hook_searcher, print_policy, select_device, set_searcher  # noqa: E402  (tools/ on sys.path)
 
 
@@ -45,7 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)")
     parser.add_argument('--seed', type=int, default=0, help='random seed of the run')
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
-    parser.add_argument('--searcher', choices=('ddas', 'dada', 'daas', 'daas_joint'), default=None,
+    parser.add_argument('--searcher', choices=sorted(SEARCHERS), default=None,
                         help="searcher of the config's search hook (default: the config's, DDAS unless it says)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, as in mmengine tools/train.py')

@@ -21,6 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'retinanet_slim_digits_ddas.py'
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+from det_autoaug.search.searchers import SEARCHERS  # noqa: E402  (light: no OpenMMLab import)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--data', default=None, help='embedded dataset folder (default: the cache folder)')
     parser.add_argument('--seed', type=int, default=0, help='random seed of the run and of the dataset')
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
-    parser.add_argument('--searcher', choices=('ddas', 'dada', 'daas'), default=None,
+    parser.add_argument('--searcher', choices=sorted(SEARCHERS), default=None,
                         help="searcher of the config's search hook (default: the config's, DDAS unless it says)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, as in mmdet tools/train.py')

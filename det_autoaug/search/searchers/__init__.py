@@ -1,5 +1,6 @@
-"""Searchers behind the one search hook: DDAS (default), DADA, DAAS and DAAS's joint architecture
-and augmentation search (see :mod:`.base`)."""
+"""Searchers behind the one search hook: DDAS (default), DADA (as published; ``'dada_shared'``: its
+variant with per-op shared parameters), DAAS and DAAS's joint architecture and augmentation
+search (see :mod:`.base`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
@@ -9,10 +10,12 @@ from .base import (DiffStep, SearchContextMixin, Searcher, TorchSearchContext, a
                    distinct_ops, select_images)
 from .daas import DAASPolicy, DAASSearcher
 from .daas_joint import DAASJointSearcher
-from .dada import DADASearcher
+from .dada import DADASharedSearcher
+from .dada_published import DADASearcher
 from .ddas import DDASSearcher
 
-SEARCHERS = {'ddas': DDASSearcher, 'dada': DADASearcher, 'daas': DAASSearcher, 'daas_joint': DAASJointSearcher}
+SEARCHERS = {'ddas': DDASSearcher, 'dada': DADASearcher, 'daas': DAASSearcher, 'daas_joint': DAASJointSearcher,
+             'dada_shared': DADASharedSearcher}
 
 
 def build_searcher(name: str, entries: Sequence[SpaceEntry], cfg: Optional[Mapping[str, Any]] = None) -> Searcher:
@@ -32,4 +35,4 @@ def build_searcher(name: str, entries: Sequence[SpaceEntry], cfg: Optional[Mappi
 
 __all__ = ['SEARCHERS', 'build_searcher', 'Searcher', 'SearchContextMixin', 'TorchSearchContext', 'DiffStep',
            'augment_batch_differentiable', 'select_images', 'distinct_ops', 'DDASSearcher', 'DADASearcher',
-           'DAASSearcher', 'DAASJointSearcher', 'DAASPolicy']
+           'DADASharedSearcher', 'DAASSearcher', 'DAASJointSearcher', 'DAASPolicy']
