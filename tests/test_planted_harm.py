@@ -22,7 +22,8 @@ def test_quick_mode_writes_every_part(tmp_path):
     labels = [e.label for e in planted_space()]
     assert results['space'] == labels
     assert [r['entry'] for r in results['ground_truth']['entries']] == labels
-    assert set(results['searches']) == {'ddas', 'daas', 'dada'} and set(results['nulls']) == {'ddas'}
+    assert set(results['searches']) == {'ddas', 'daas', 'dada', 'ddas_lookahead'}
+    assert set(results['nulls']) == {'ddas', 'ddas_lookahead'}
     for runs in results['searches'].values():
         for run in runs:
             assert len(run['probs']) == len(labels) and abs(sum(run['probs']) - 1) < 1e-6

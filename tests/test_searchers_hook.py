@@ -52,7 +52,7 @@ def test_searcher_runs_through_the_hook_and_writes_an_applicable_policy(digits, 
     if searcher == 'dada':
         assert policy.subpolicies, 'DADA must export sub-policies'
         assert hook.searcher.num_updates == 3
-        moved = hook.searcher.weights.detach().abs().max() + (hook.searcher.prob_logits.detach().abs().max())
+        moved = (hook.searcher.probabilities.detach() - 0.5).abs().max()
         assert float(moved) > 0, 'the DADA state never moved'
     else:
         assert max(policy.probs) - min(policy.probs) > 1e-6, 'alpha never moved'
@@ -69,6 +69,32 @@ def test_searcher_runs_through_the_hook_and_writes_an_applicable_policy(digits, 
         assert out['img'].shape == image.shape and out['img'].dtype == np.uint8
         changed |= not np.array_equal(out['img'], image)
     assert changed, 'the searched policy never changed an image in 8 draws'
+
+
+def test_ddas_lookahead_runs_through_the_hook_and_restores_the_main_model(digits, tmp_path):
+    torch.set_num_threads(1)
+    cfg = search_runner_cfg(digits, tmp_path, max_epochs=1, hook=dict(
+        searcher='ddas', searcher_cfg=dict(signal='lookahead', lookahead_steps=2, lookahead_val_batches=1,
+                                           lr_alpha=0.1)))
+    runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
+    hook = _hook(runner)
+    seen = {}
+    finish = hook.searcher.lookahead.finish
+
+    def spy(ctx, chains):
+        seen['before'] = {k: v.clone() for k, v in hook.module.state_dict().items()}
+        out = finish(ctx, chains)
+        seen['after'] = {k: v.clone() for k, v in hook.module.state_dict().items()}
+        return out
+    hook.searcher.lookahead.finish = spy
+    runner.train()
+    assert hook.search_steps == 3 and hook.searcher.policy.num_updates == 1  # one round of 2 steps
+    for key, value in seen['before'].items():  # weights and batch-norm statistics
+        assert torch.equal(seen['after'][key], value), key
+    # 3 main steps + (K + 1) branches x (2 steps + 1 validation forward)
+    assert hook.model_forwards == 3 + (hook.searcher.num_policies + 1) * 3
+    policy = load_policy_file(tmp_path / 'policy.json')
+    assert policy.searcher == 'ddas' and max(policy.probs) - min(policy.probs) > 1e-6, 'alpha never moved'
 
 
 def test_dada_resume_from_a_checkpoint_restores_the_searcher(digits, tmp_path):
@@ -138,9 +164,9 @@ def test_ddp_two_processes_keep_identical_searcher_state(digits, tmp_path, searc
     assert r0['steps'] == r1['steps'] > 0
     s0 = r0['state'] if searcher == 'dada' else r0['state']['policy']
     s1 = r1['state'] if searcher == 'dada' else r1['state']['policy']
-    keys = ('weights', 'prob_logits', 'magnitudes', 'cv_weight') if searcher == 'dada' else ('alpha', 'beta')
+    keys = ('weights', 'probabilities', 'magnitudes') if searcher == 'dada' else ('alpha', 'beta')
     for key in keys:
         assert torch.equal(s0[key], s1[key]), f'{key} differs between the ranks'
     assert s0['num_updates'] == s1['num_updates'] == r0['steps']
-    moved = s0['weights'] if searcher == 'dada' else s0['alpha']
+    moved = s0['probabilities'] - 0.5 if searcher == 'dada' else s0['alpha']
     assert not torch.equal(moved, torch.zeros_like(moved)), 'the searcher never moved'

@@ -92,6 +92,11 @@ class DDASPolicy:
             ``p``, in [0, 1]; 1 (default) gives uniform proposals, as in the official runs.
         estimator: ``'centred'`` (default) or ``'paper'``: how ``alpha``'s gradient uses the
             rewards (see :meth:`policy_gradient`). ``'paper'`` is the published update.
+        normalise_rewards: divide the policy loss by ``n = sum_k |r_k| + EPS`` (default, as
+            published: every update has the same size whatever the rewards' scale); ``False``
+            keeps the rewards' scale, so Adam moves the policy less on steps whose rewards are
+            small against earlier ones (the look-ahead signal,
+            :mod:`det_autoaug.search.lookahead`).
         dtype: floating dtype of ``alpha``/``beta`` (float32; float64 for exactness tests).
         device: where ``alpha``/``beta`` live (CPU by default; see :meth:`to`).
     """
@@ -100,7 +105,8 @@ class DDASPolicy:
 
     def __init__(self, num_entries: int, num_policies: int = 3, ops_per_policy: int = 2,
                  init_tp: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
-                 explore_ratio: float = 1.0, estimator: str = 'centred', dtype: torch.dtype = torch.float32,
+                 explore_ratio: float = 1.0, estimator: str = 'centred', normalise_rewards: bool = True,
+                 dtype: torch.dtype = torch.float32,
                  device: Union[str, torch.device, None] = None) -> None:
         _check_int('num_entries', num_entries, 1)
         _check_int('num_policies', num_policies, 1)
@@ -114,6 +120,8 @@ class DDASPolicy:
             raise ValueError(f'explore_ratio must be in [0, 1], got {explore_ratio!r}')
         if estimator not in ESTIMATORS:
             raise ValueError(f'estimator must be one of {ESTIMATORS}, got {estimator!r}')
+        if not isinstance(normalise_rewards, bool):
+            raise ValueError(f'normalise_rewards must be True or False, got {normalise_rewards!r}')
         if not dtype.is_floating_point:
             raise ValueError(f'dtype must be a floating dtype, got {dtype!r}')
         self.num_entries = int(num_entries)  # plain ints: numpy scalars would break weights_only loads
@@ -122,6 +130,7 @@ class DDASPolicy:
         self.init_tp = float(init_tp)
         self.explore_ratio = float(explore_ratio)
         self.estimator = estimator
+        self.normalise_rewards = normalise_rewards
         self.alpha = torch.nn.Parameter(torch.zeros(num_entries, dtype=dtype, device=device))
         self.beta = torch.nn.Parameter(torch.tensor(math.log(init_tp / (1 - init_tp)), dtype=dtype, device=device))
         self.opt_alpha = torch.optim.Adam([self.alpha], lr=lr_alpha, betas=(0.5, 0.999))
@@ -216,7 +225,8 @@ class DDASPolicy:
                         dot_clean: Union[float, Tensor]) -> Tuple[Tensor, Tensor]:
         """Gradients of the policy loss ``J`` w.r.t. ``alpha`` and ``beta``, without stepping.
 
-        With ``r_k = dot_aug[k] - dot_clean``, ``n = sum_k |r_k| + EPS`` and the importance weights
+        With ``r_k = dot_aug[k] - dot_clean``, ``n = sum_k |r_k| + EPS`` (1 with
+        ``normalise_rewards=False``) and the importance weights
         ``w_k`` of the proposal (constants), ``n * grad`` is
 
         - ``beta``: ``-s (1 - s) sum_k w_k r_k`` (both estimators);
@@ -295,7 +305,7 @@ class DDASPolicy:
         rewards = dot_aug - dot_clean.reshape(())
         if not bool(torch.isfinite(rewards).all()):
             raise ValueError(f'rewards must be finite, got {rewards.tolist()} (non-finite gradients?)')
-        norm = rewards.abs().sum() + EPS
+        norm = rewards.abs().sum() + EPS if self.normalise_rewards else rewards.new_ones(())
         weights = proposal.weights.to(rewards)
         # alpha: sum_k w_k (r_k - b) d log P(tau_k); b = 0 is the published update, b = sum_j w_j r_j
         # the centred one (the derivative of the self-normalised estimate, normaliser included)

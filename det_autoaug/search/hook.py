@@ -141,7 +141,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
                                 lr_beta=lr_beta),
                       dada=dict())
         shared['daas_joint'] = shared['daas']
-        shared = shared[searcher]
+        shared = shared.get(searcher, {})  # DADA (published or shared) reads none of them
         self.searcher_name = searcher
         self.searcher_cfg = dict(shared, **(searcher_cfg or {}))
         try:
@@ -276,6 +276,12 @@ class DDASSearchHook(SearchContextMixin, Hook):
         scaler = getattr(self._optim_wrapper, 'loss_scaler', None)
         return float(scaler.get_scale()) if scaler is not None and hasattr(scaler, 'get_scale') else 1.0
 
+    def optimizer_state(self) -> dict:
+        return self._optim_wrapper.state_dict()
+
+    def load_optimizer_state(self, state) -> None:
+        self._optim_wrapper.load_state_dict(state)
+
     def next_val_batch(self) -> dict:
         if len(self._val_order) < self.val_batch_size:
             self._val_order += torch.randperm(len(self.val_dataset), generator=self.val_gen).tolist()
@@ -380,7 +386,8 @@ class DDASSearchHook(SearchContextMixin, Hook):
             ax_p.plot(steps, probs[:, i], lw=1.8 if i in top else 0.6, alpha=1.0 if i in top else 0.35,
                       label=labels[i] if i in top else None)
         ax_p.set_xlabel('snapshot (epoch)' if self.snapshot_interval == 'epoch' else 'iteration')
-        ax_p.set_ylabel('p (softmax of alpha)' if self.searcher.name != 'dada' else 'op share of the sub-policies')
+        ax_p.set_ylabel({'dada': 'op share of the applied ops',
+                         'dada_shared': 'op share of the sub-policies'}.get(self.searcher.name, 'p (softmax of alpha)'))
         ax_p.legend(fontsize=7)
         ax_s.plot(steps, apply_probs, color='k')
         ax_s.set_ylabel('s = P(augment)')

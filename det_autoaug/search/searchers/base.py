@@ -5,8 +5,9 @@ search step does; a *search context* owns the model, the optimiser, the data and
 generators and offers the primitives below. ``DDASSearchHook`` is the context inside an
 MMEngine runner; :class:`TorchSearchContext` is a plain-torch one (toy problems, tests).
 
-Primitives (:class:`SearchContextMixin`, on top of five model-specific methods a context
-implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, ``lr``):
+Primitives (:class:`SearchContextMixin`, on top of seven model-specific methods a context
+implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, ``lr``,
+``optimizer_state``, ``load_optimizer_state``):
 
 - ``loss_grad(batch, slot)``: loss and gradient of a batch, the flat gradient stored in
   ``buffers`` row ``slot`` (the grads are then zeroed);
@@ -18,6 +19,9 @@ implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, `
   the model optimiser;
 - ``perturbed(slot, scale)``: a context manager in which the parameters are
   ``theta + scale * buf[slot]`` (restored exactly on exit);
+- ``train_step(batch)`` (a plain training step), ``val_loss(batches)`` (mean loss, no graph),
+  ``train_state()`` / ``load_train_state(state)`` (copy and restore the model's parameters,
+  buffers and optimiser state: try training steps, then undo them);
 - ``next_val_batch()``; ``forward_loss(batch)`` (a loss with its graph, no backward);
   ``all_reduce_mean(tensors)`` (average over DDP ranks; identity without a process group);
   ``draw_seed()`` (a seed from the augmentation generator, so an augmentation can be replayed);
@@ -26,6 +30,7 @@ implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, `
 """
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -199,6 +204,13 @@ class SearchContextMixin:
     def next_val_batch(self) -> dict:
         raise NotImplementedError
 
+    def optimizer_state(self) -> Dict[str, Any]:
+        """The model optimiser's ``state_dict()`` (momentum buffers, learning rates; an AMP loss scale)."""
+        raise NotImplementedError
+
+    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
     def train_loss_grad(self, batch: dict) -> Dict[str, Tensor]:
         """Forward and backward of the training loss (grads synchronised across ranks)."""
         loss, log_vars = self.forward_loss(batch)
@@ -218,6 +230,38 @@ class SearchContextMixin:
             self.buffers.store(slot, self.params)
             self.zero_grad()
         return log_vars
+
+    def train_step(self, batch: dict) -> Dict[str, Tensor]:
+        """One plain training step on ``batch``: forward, backward, optimiser step (clipping included)."""
+        self.zero_grad()
+        with self.phase('model passes'):
+            log_vars = self.train_loss_grad(batch)
+        with self.phase('optimizer step'):
+            self.optimizer_step()
+            self.zero_grad()
+        return log_vars
+
+    def val_loss(self, batches: Sequence[dict]) -> Tensor:
+        """Mean training-mode loss of the model over ``batches``, without gradients (0-d float32)."""
+        with torch.no_grad(), self.phase('model passes'):
+            losses = [self.forward_loss(b)[0].detach().float().reshape(()) for b in batches]
+        return torch.stack(losses).mean()
+
+    def train_state(self) -> Dict[str, Any]:
+        """A copy of everything a training step changes: the model's parameters and buffers
+        (batch-norm statistics included) and the optimiser's state. :meth:`load_train_state` puts
+        it back, so a searcher can try a few training steps and undo them."""
+        with self.phase('train state'):
+            return {'model': {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                    'optimizer': copy.deepcopy(self.optimizer_state())}
+
+    def load_train_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`train_state` output in place (the parameters keep their identity); the
+        state itself is not consumed and can be loaded again."""
+        with self.phase('train state'):
+            self.model.load_state_dict(state['model'])
+            # torch optimisers adopt the loaded tensors: load a copy so the saved state stays intact
+            self.load_optimizer_state(copy.deepcopy(state['optimizer']))
 
     def augment(self, batch: dict, chain: Sequence[Tuple[str, float]]) -> dict:
         with self.phase('augmentation'):
@@ -318,6 +362,12 @@ class TorchSearchContext(SearchContextMixin):
 
     def next_val_batch(self) -> dict:
         return self.val_batches()
+
+    def optimizer_state(self) -> Dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
 
     def state(self) -> Dict[str, Any]:
         return {'policy_gen': self.policy_gen.get_state(), 'aug_gen': self.aug_gen.get_state()}
