@@ -14,8 +14,11 @@ sys.path.insert(0, str(ROOT / 'tools'))
 
 import compare_det  # noqa: E402
 
-ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
-PASSES_PER_STEP = {'ddas': 3 + 2, 'dada': 4, 'daas': 3}  # K = 3 in the digits search config; DAAS paired: 3
+ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
+        'ddas_lookahead', 'dada', 'daas')
+SEARCHER = {'ddas_paper': 'ddas', 'ddas_lookahead': 'ddas'}  # arm -> searcher written in its policy file
+# K = 3 in the digits search config; DAAS paired: 3; the look-ahead: 1 per step plus its rounds (below)
+PASSES_PER_STEP = {'ddas': 3 + 2, 'ddas_paper': 3 + 2, 'ddas_lookahead': 1, 'dada': 4, 'daas': 3}
 
 
 @pytest.fixture(scope='module')
@@ -51,15 +54,19 @@ def test_quick_writes_table_json_and_plot(quick: Path) -> None:
 def test_quick_search_cost_and_policies(quick: Path) -> None:
     doc = json.loads((quick / 'results.json').read_text())
     searches = {s['searcher']: s for s in doc['searches']}
-    assert sorted(searches) == sorted(PASSES_PER_STEP) and len(doc['searches']) == 3
+    assert sorted(searches) == sorted(PASSES_PER_STEP) and len(doc['searches']) == 5
     runs = {r['arm']: r for r in doc['runs']}
     for name, search in searches.items():
         assert search['search_steps'] > 0
         # counted by the hook, so a searcher that skipped a pass would show here
-        assert search['model_passes'] == search['search_steps'] * PASSES_PER_STEP[name], name
+        rounds = 0
+        if name == 'ddas_lookahead':  # --quick: rounds of 2 steps, (K + 1) branches x (2 steps + 1 val forward)
+            rounds = search['search_steps'] // 2 * (3 + 1) * (2 + 1)
+            assert rounds > 0
+        assert search['model_passes'] == search['search_steps'] * PASSES_PER_STEP[name] + rounds, name
         assert search['wall_seconds'] >= search['search_seconds'] > 0
         policy = json.loads(Path(search['policy']).read_text())
-        assert policy['searcher'] == name
+        assert policy['searcher'] == SEARCHER.get(name, name)
         assert runs[name]['policy'] == search['policy']
     searched = json.loads(Path(searches['ddas']['policy']).read_text())
     uniform = json.loads((quick / 'uniform_seed0.json').read_text())

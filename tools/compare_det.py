@@ -30,6 +30,9 @@ the training pipeline differs:
   with ``PolicyAugment(policy=<work_dir>/search_ddas_seed<k>/policy.json)``, which follows the
   searched trajectory epoch by epoch (the DDAS schedule; dataloader workers are not
   persistent so that they see the current epoch).
+- ``ddas_paper``: as ``ddas`` with the published estimator (``searcher_cfg=dict(estimator='paper')``).
+- ``ddas_lookahead``: as ``ddas`` with the look-ahead signal (25-step rounds, single-entry
+  policies, ``lr_alpha`` 0.2: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`).
 - ``dada``, ``daas``: the same search config, hook and budget with ``searcher='dada'`` or
   ``'daas'`` (the hook's DDAS hyper-parameters that a searcher does not read are ignored),
   trained with their policy files the same way (DADA's holds sub-policies, each op with its
@@ -82,14 +85,24 @@ from typing import Any, Dict, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits.py'
 DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
-ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'dada', 'daas')
+ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
+        'ddas_lookahead', 'dada', 'daas')
 # The hand-picked arm: scale and translation jitter plus colour jitter with mmdet's own transforms
 # (as configs/digits/centernet_slim_digits_handpicked.py); degenerate boxes are dropped after.
 HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_ratio=0.1,
                    scaling_ratio_range=(0.75, 1.25), max_shear_degree=0.0, border=(0, 0),
                    border_val=(114, 114, 114)),
               dict(type='PhotoMetricDistortion'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
-SEARCHED_ARMS = ('ddas', 'dada', 'daas')  # arm name = searcher name of DDASSearchHook
+# Searched arms: (searcher of DDASSearchHook, searcher_cfg on top of the search config's)
+SEARCHED_ARMS = {
+    'ddas': ('ddas', {}),
+    'ddas_paper': ('ddas', dict(estimator='paper')),
+    # one policy update per 25-step round: a larger Adam step; single-entry policies
+    'ddas_lookahead': ('ddas', dict(signal='lookahead', lookahead_steps=25, lookahead_val_batches=4,
+                                    ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
+    'dada': ('dada', {}),
+    'daas': ('daas', {}),
+}
 SEARCH_SPACE = 'det_default'
 INIT_APPLY_PROB = 0.35
 QUICK_SIZES = {'train': 24, 'val': 4, 'test': 4}
@@ -269,8 +282,9 @@ def train_and_test(config: str, arm: str, *, policy_path: Optional[str], data_ro
 
 
 def run_search(config: str, *, searcher: str = 'ddas', data_root: str, scale: int, epochs: int, seed: int,
-               work_dir: Path, num_workers: int, iters_per_epoch: int) -> Dict[str, Any]:
-    """Run ``searcher``'s search (a Runner from ``config``) and return the policy path and its cost."""
+               work_dir: Path, num_workers: int, iters_per_epoch: int, quick: bool = False) -> Dict[str, Any]:
+    """Run the search of arm ``searcher`` (:data:`SEARCHED_ARMS`; a Runner from ``config``) and return the
+    policy path and its cost."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -278,7 +292,10 @@ def run_search(config: str, *, searcher: str = 'ddas', data_root: str, scale: in
     hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') == 'DDASSearchHook']
     if not hooks:
         raise SystemExit(f'--search-config {config} has no DDASSearchHook in custom_hooks')
-    hooks[0]['searcher'] = searcher
+    hooks[0]['searcher'], searcher_cfg = SEARCHED_ARMS[searcher]
+    hooks[0]['searcher_cfg'] = dict(hooks[0].get('searcher_cfg') or {}, **searcher_cfg)
+    if quick and searcher_cfg.get('signal') == 'lookahead':  # a few steps: rounds of 2 so that one completes
+        hooks[0]['searcher_cfg'].update(lookahead_steps=2, lookahead_val_batches=1)
     _common(cfg, data_root=data_root, scale=scale, epochs=epochs, seed=seed, work_dir=work_dir,
             num_workers=num_workers, name=f'search_{searcher}_seed{seed}', iters_per_epoch=iters_per_epoch)
     start = time.perf_counter()
@@ -437,7 +454,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 search = run_search(settings['search_config'], searcher=searcher, data_root=data_root,
                                     scale=settings['scale'], epochs=settings['search_epochs'], seed=policy_seed,
                                     work_dir=work_dir / f'search_{searcher}_seed{policy_seed}',
-                                    num_workers=settings['num_workers'], iters_per_epoch=iters_per_epoch)
+                                    num_workers=settings['num_workers'], iters_per_epoch=iters_per_epoch,
+                                    quick=settings['quick'])
                 doc['searches'].append(search)
                 searches[searcher, policy_seed] = search
                 _write(work_dir, doc)
