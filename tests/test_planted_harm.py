@@ -55,3 +55,20 @@ def test_summary_counts_seeds_below_the_null_5th_percentile():
     assert row['harmful_mass'] == [0.2, 0.6] and row['helpful_mass'] == [0.5, 0.2]
     # null harmful masses 0.5, 0.45, 0.6: 5th percentile 0.455; only the first seed (0.2) is below
     assert abs(row['null_p05'] - 0.455) < 1e-9 and row['separated'] == 1
+
+
+def test_signal_study_tool_writes_both_signals_per_round(tmp_path):
+    out = tmp_path / 'study.json'
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'signal_study.py'), '--seeds', '0', '--steps', '10',
+                           '--round', '5', '--val-batches', '2', '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    rounds = doc['runs']['0']
+    assert len(rounds) == 2 and [r['step'] for r in rounds] == [0, 5]
+    for r in rounds:
+        assert len(r['lookahead']) == len(r['one_step']) == len(doc['space']) == 10
+        assert r['lookahead'][0] == 0.0  # Identity trains exactly as the clean branch
+        assert r['one_step'][0] == 0.0
+        assert any(v != 0.0 for v in r['lookahead'][1:]) and any(v != 0.0 for v in r['one_step'][1:])
+    assert set(doc['summary']) == {'one_step', 'lookahead'}
+    assert '| lookahead |' in proc.stdout
