@@ -99,11 +99,24 @@ def test_policy_configs_put_policy_augment_in_the_training_pipeline(path, regist
 
 @pytest.mark.parametrize('path', [c for c in TRAINING_CONFIGS if 'batch' in c])
 def test_batch_configs_match_the_preprocessor_normalisation(path, registered):
-    dp = load(path).model.data_preprocessor
-    (aug,) = dp.batch_augments
-    assert aug.type == 'BatchPolicyAugment'
-    assert list(aug.mean) == list(dp.mean) and list(aug.std) == list(dp.std)
-    assert aug.channel_order == ('rgb' if dp.bgr_to_rgb else 'bgr')
+    from mmdet.registry import MODELS
+    dp_cfg = load(path).model.data_preprocessor
+    (aug_cfg,) = dp_cfg.batch_augments
+    assert aug_cfg.type == 'BatchPolicyAugment'
+    # Values a config states must be the preprocessor's; without them the augment reads them when built.
+    for key in ('mean', 'std'):
+        if aug_cfg.get(key) is not None:
+            assert list(aug_cfg[key]) == list(dp_cfg[key])
+    (aug,) = MODELS.build(copy.deepcopy(dp_cfg)).batch_augments
+    assert aug.mean.flatten().tolist() == pytest.approx(list(dp_cfg.mean))
+    assert aug.std.flatten().tolist() == pytest.approx(list(dp_cfg.std))
+    assert aug.channel_order == ('rgb' if dp_cfg.bgr_to_rgb else 'bgr')
+
+
+def test_batch_fragment_states_no_normalisation_and_no_policy_variable(registered):
+    fragment = load('configs/_base_/det_autoaug_batch.py')
+    assert 'det_autoaug_policy' not in fragment  # an override of it would be ignored
+    assert set(fragment.batch_policy_augment) == {'type', 'policy'}
 
 
 @pytest.mark.parametrize('path', [c for c in TRAINING_CONFIGS if 'ddas' in c])

@@ -27,47 +27,52 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Mapping, Optional, Sequence, Union
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
+from mmengine.config import DictAction  # noqa: E402
+
 from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
-from search_det import hook_searcher, print_policy, select_device, set_searcher  # noqa: E402  (tools/ on sys.path)
+from search_det import (CFG_OPTIONS_HELP, hook_searcher, parse_cfg_options, print_policy,  # noqa: E402
+                        select_device, set_searcher, set_work_dir_and_seed)  # (tools/ on sys.path)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=None,
                         help=f'mmengine config with a DDASSearchHook (default: {DEFAULT_CONFIG.relative_to(ROOT)})')
-    parser.add_argument('--work-dir', default=None, help='where checkpoints, logs and the policy go')
+    parser.add_argument('--work-dir', default=None,
+                        help="where checkpoints, logs and the policy go (default: the config's work_dir, else "
+                             './work_dirs/<config name>)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)")
-    parser.add_argument('--seed', type=int, default=0, help='random seed of the run')
+    parser.add_argument('--seed', type=int, default=0,
+                        help="seed of the run (randomness.seed) and of the search hook's generators unless the "
+                             "config's hook sets its own seed")
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
     parser.add_argument('--searcher', choices=sorted(SEARCHERS), default=None,
                         help="searcher of the config's search hook (default: the config's, DDAS unless it says)")
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='override config values, as in mmengine tools/train.py')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, metavar='KEY=VALUE',
+                        help=CFG_OPTIONS_HELP)
     return parser.parse_args(argv)
 
 
-def load_config(config: Path, cfg_options: List[str], work_dir: Optional[str], seed: int):
-    """Read ``config``, apply ``--cfg-options`` and set the work dir and seed."""
-    from mmengine.config import Config, DictAction
+def load_config(config: Path, cfg_options: Union[Mapping, Sequence[str], None], work_dir: Optional[str], seed: int):
+    """Read ``config``, apply ``--cfg-options`` (parsed, or ``KEY=VALUE`` strings) and set the work dir and seed.
+
+    Work dir: ``work_dir``, else the config's, else ``./work_dirs/<config name>`` in the current directory.
+    """
+    from mmengine.config import Config
     if not config.is_file():
         raise SystemExit(f'config {config} does not exist')
     cfg = Config.fromfile(str(config))
-    options = {}
-    for item in cfg_options:
-        if '=' not in item:
-            raise SystemExit(f'--cfg-options {item!r}: expected KEY=VALUE')
-        key, value = item.split('=', 1)
-        options[key] = DictAction._parse_iterable(value)
-    cfg.merge_from_dict(options)
-    cfg.work_dir = work_dir or cfg.get('work_dir') or str(ROOT / 'work_dirs' / config.stem)
-    cfg.randomness = dict(seed=seed, deterministic=False)
+    options = dict(cfg_options) if isinstance(cfg_options, Mapping) else parse_cfg_options(list(cfg_options or []))
+    if options:
+        cfg.merge_from_dict(options)
+    set_work_dir_and_seed(cfg, config, work_dir, seed)
     return cfg
 
 

@@ -9,20 +9,23 @@
 #             'path/to/det_autoaug/configs/_base_/det_autoaug_batch.py']
 #   model = dict(data_preprocessor=dict(batch_augments=[{{_base_.batch_policy_augment}}]))
 #
-# BatchPolicyAugment un-normalises the batch with `mean`/`std`, which must be the data
-# preprocessor's: the values below are mmdet's default (ImageNet, RGB, bgr_to_rgb=True) used
-# by the RetinaNet and Faster R-CNN configs. For a caffe-style config (e.g. FCOS r50-caffe:
-# mean=[102.9801, 115.9465, 122.7717], std=[1, 1, 1], bgr_to_rgb=False) copy its values with
-#   dict(type='BatchPolicyAugment', policy=...,
-#        mean={{_base_.model.data_preprocessor.mean}},
-#        std={{_base_.model.data_preprocessor.std}}, channel_order='bgr')
-# (det_autoaug.mmdet_plugins.batch_augment.batch_augment_cfg does the same in Python).
+# That augment uses the published policy 'autoaug_det_v0'. Another policy (a published name
+# 'autoaug_det_v0'..'autoaug_det_v3', 'trivialaugment', or a policy file written by
+# tools/search_det.py) goes into the line itself:
+#
+#   model = dict(data_preprocessor=dict(batch_augments=[
+#       dict(type='BatchPolicyAugment', policy='work_dirs/ddas/policy.json')]))
+#
+# or, with no config written: python tools/train_det.py CONFIG --policy FILE --batch (which also
+# keeps batch augments the stock config has, such as YOLOX's BatchSyncRandomResize; the line above
+# replaces them).
+#
+# BatchPolicyAugment reads mean, std and the channel order from the data preprocessor it is built
+# in, so the same line is right for every stock preprocessor (ImageNet, caffe-style FCOS,
+# RTMDet's, grey): there are no values to copy. Overriding a variable of this file does not work:
+# mmengine evaluates a base file on its own, so `{{_base_.batch_policy_augment}}` is always the
+# dict built here, whatever the including config assigns afterwards (this file therefore defines
+# no policy-name variable to override).
 custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
 
-det_autoaug_policy = 'autoaug_det_v0'
-batch_policy_augment = dict(
-    type='BatchPolicyAugment',
-    policy=det_autoaug_policy,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    channel_order='rgb')
+batch_policy_augment = dict(type='BatchPolicyAugment', policy='autoaug_det_v0')

@@ -88,7 +88,10 @@ class DDASSearchHook(SearchContextMixin, Hook):
         policy_file: file name (in the work dir) of the policy written at the end.
         plot_file: file name (in the work dir) of the plot of the probabilities over time.
         snapshot_interval: ``'epoch'``, or a number of iterations between trajectory snapshots.
-        seed: seed of the policy, augmentation and validation generators.
+        seed: seed of the policy, augmentation and validation generators (and of the held-out
+            split). ``None`` (default): the run's seed, ``randomness.seed`` of the config (what
+            ``tools/search_det.py --seed`` sets), or 0 when the config sets none; an integer
+            here wins over the run's seed.
         bgr_inputs: the images reach the model as BGR (mmdet's default loader).
         log_top: number of most probable entries logged.
         min_size: box drop rule for the augmented copies (px).
@@ -111,7 +114,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
                  explore_ratio: float = 1.0, val_fraction: float = 0.2, val_dataloader: Optional[dict] = None,
                  val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
                  policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
-                 snapshot_interval: Union[str, int] = 'epoch', seed: int = 0, bgr_inputs: bool = True,
+                 snapshot_interval: Union[str, int] = 'epoch', seed: Optional[int] = None, bgr_inputs: bool = True,
                  log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
                  searcher: str = 'ddas', searcher_cfg: Optional[dict] = None) -> None:
         self.entries = get_space(space)
@@ -126,6 +129,8 @@ class DDASSearchHook(SearchContextMixin, Hook):
         for name, value in (('policy_file', policy_file), ('plot_file', plot_file)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f'{name}={value!r}: expected a non-empty file name')
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f'seed={seed!r}: expected an integer, or None for the run\'s seed')
         if int(log_top) < 1:
             raise ValueError(f'log_top={log_top!r}: expected a positive integer')
         if not isinstance(searcher, str) or searcher not in SEARCHERS:
@@ -161,7 +166,7 @@ class DDASSearchHook(SearchContextMixin, Hook):
         self.policy_file = policy_file
         self.plot_file = plot_file
         self.snapshot_interval = snapshot_interval
-        self.seed = int(seed)
+        self.seed = seed  # resolved in before_run when None
         self.bgr_inputs = bool(bgr_inputs)
         self.log_top = int(log_top)
         self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
@@ -178,6 +183,10 @@ class DDASSearchHook(SearchContextMixin, Hook):
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
             raise ValueError('DDASSearchHook needs optim_wrapper.accumulative_counts == 1, got '
                              f'{optim_wrapper._accumulative_counts}')
+        if self.seed is None:
+            # The config's seed, not runner.seed: an unseeded run would draw a new one on resume,
+            # and the held-out split must not change then.
+            self.seed = int((runner.cfg.get('randomness') or {}).get('seed') or 0)
         self.policy_gen = torch.Generator().manual_seed(self.seed)
         self.aug_gen = torch.Generator().manual_seed(self.seed + 1000 * (get_rank() + 1))
         self.val_gen = torch.Generator().manual_seed(self.seed + 1)
@@ -301,16 +310,38 @@ class DDASSearchHook(SearchContextMixin, Hook):
         return log_vars
 
     def _log(self) -> None:
+        """After each step: the searcher's scalars and top entries into the MessageHub, a progress line.
+
+        Scalars go to the logger and the visualizer backends, the top entries by rank
+        (``train/ddas_top1_prob``); the infos name them (``ddas_top1: Rotate@3=0.2140``). Every
+        tenth of the run a progress line with an ETA names the top entries
+        (:class:`~det_autoaug.search.plot.SearchProgress`). A one-epoch search with
+        ``snapshot_interval='epoch'`` has a single trajectory snapshot, so the policy is also
+        recorded every ``max(1, max_iters // 20)`` iterations for the plot alone: the trajectory,
+        whose snapshots the final training's schedule reads per epoch, stays as it is.
+        """
+        from .plot import SearchProgress
         hub = MessageHub.get_current_instance()
         scalars, infos = self.searcher.log_items(self.log_top)
         for key, value in scalars.items():
-            if not key.split('/', 1)[-1].startswith(f'{self.searcher.name}_top'):
-                hub.update_scalar(key, value)
+            hub.update_scalar(key, value)
         for key, value in infos.items():
             hub.update_info(key, value)
-            top_key = f'train/{key}_prob'
-            if top_key in scalars:
-                hub.update_scalar(top_key, scalars[top_key])
+        max_iters = hub.get_info('max_iters')
+        if not max_iters:  # no runner's RuntimeInfoHook: no run length to report progress against
+            return
+        done = int(hub.get_info('iter', 0)) + 1  # RuntimeInfoHook sets 'iter' before the step
+        progress = getattr(self, '_progress', None)
+        if progress is None or progress.max_iters != int(max_iters):
+            one_epoch = self.snapshot_interval == 'epoch' and hub.get_info('max_epochs') == 1
+            progress = self._progress = SearchProgress(
+                int(max_iters), plot_every=max(1, int(max_iters) // 20) if one_epoch else 0)
+        line = progress.update(done, infos, top=min(3, self.log_top))
+        if line is not None:
+            print_log(line, logger='current')
+        if progress.wants_point(done):
+            exported = self.searcher.export()
+            progress.add_point(done, exported['probs'], exported['apply_prob'])
 
     # ------------------------------------------------------------------ snapshots, checkpoints, output
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -373,25 +404,24 @@ class DDASSearchHook(SearchContextMixin, Hook):
         from ..policy.policy_file import save_policy_file
         save_policy_file(path, space=self.space, meta=meta, **self.searcher.export())
 
-    def plot(self, path: Path) -> None:
-        """Plot every entry's (DADA: op's) probability and the apply probability over the snapshots."""
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
+    def plot(self, path: Optional[Path]):
+        """Plot every entry's (DADA: op's) probability and the apply probability over the search.
+
+        The points are the searcher's snapshots, or, when there are more of them, the points
+        :meth:`_log` recorded within a one-epoch search (x in iterations). Drawn by
+        :func:`det_autoaug.search.plot.plot_policy`.
+
+        Args:
+            path: the PNG to write; ``None``: not saved.
+
+        Returns:
+            The ``matplotlib.figure.Figure``.
+        """
+        from .plot import plot_policy
         steps, labels, probs, apply_probs = self.searcher.plot_series()
-        probs = torch.tensor(probs, dtype=torch.float64).reshape(len(steps), len(labels))
-        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(12, 4.5))
-        top = probs[-1].argsort(descending=True)[:8].tolist() if len(steps) else []
-        for i in range(probs.shape[1]):
-            ax_p.plot(steps, probs[:, i], lw=1.8 if i in top else 0.6, alpha=1.0 if i in top else 0.35,
-                      label=labels[i] if i in top else None)
-        ax_p.set_xlabel('snapshot (epoch)' if self.snapshot_interval == 'epoch' else 'iteration')
-        ax_p.set_ylabel({'dada': 'op share of the applied ops',
-                         'dada_shared': 'op share of the sub-policies'}.get(self.searcher.name, 'p (softmax of alpha)'))
-        ax_p.legend(fontsize=7)
-        ax_s.plot(steps, apply_probs, color='k')
-        ax_s.set_ylabel('s = P(augment)')
-        ax_s.set_xlabel(ax_p.get_xlabel())
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        unit = 'epoch' if self.snapshot_interval == 'epoch' else 'iteration'
+        progress = getattr(self, '_progress', None)
+        if progress is not None and len(progress.points) > len(steps):
+            (steps, probs, apply_probs), unit = progress.series(), 'iteration'
+        return plot_policy(steps, labels, probs, apply_probs, searcher=self.searcher.name,
+                           num_steps=self.search_steps, unit=unit, path=path)

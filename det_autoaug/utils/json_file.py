@@ -72,10 +72,23 @@ def read_json(path: PathLike, kind: str, missing_hint: str = '', *, max_bytes: O
     return doc
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux reports it."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            return int(next(line for line in f if line.startswith('Umask:')).split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 def write_json_atomic(path: PathLike, doc: Any, kind: str, what: str = 'meta') -> None:
     """Write ``doc`` as indented JSON to ``path`` through a temporary file in the same folder.
 
     A reader never sees a half-written file, and a failed write leaves no temporary file behind.
+    The file gets the mode ``open()`` would give it (``0o666`` less the umask: 0644 under the
+    usual 022), not the temporary file's 0600.
 
     Raises:
         ValueError: ``doc`` is not JSON-serialisable (NaN included); ``what`` names the part
@@ -91,6 +104,7 @@ def write_json_atomic(path: PathLike, doc: Any, kind: str, what: str = 'meta') -
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text + '\n')
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
