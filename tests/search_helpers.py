@@ -61,3 +61,17 @@ class ToyCheckpoint:
         self.opt.load_state_dict(state['opt'])
         self.ctx.load_state(state['ctx'])
         self.data_gen.set_state(state['data'])
+
+
+TOY_SIZE = 8
+
+
+def toy_images(n: int, right: bool, gen: torch.Generator):
+    """8x8 images with a bright blob; class = top or bottom half; blob left (train) or right (val)."""
+    x = torch.rand(n, 1, TOY_SIZE, TOY_SIZE, generator=gen) * 20
+    y = torch.randint(0, 2, (n,), generator=gen)
+    for i in range(n):
+        row = int(torch.randint(0, TOY_SIZE // 2 - 2, (1,), generator=gen)) + (TOY_SIZE // 2 if y[i] else 0)
+        col = int(torch.randint(0, TOY_SIZE // 2 - 2, (1,), generator=gen)) + (TOY_SIZE // 2 if right else 0)
+        x[i, :, row:row + 3, col:col + 3] = 220.0
+    return x, y

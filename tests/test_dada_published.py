@@ -16,23 +16,13 @@ from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, save_policy_file
 from det_autoaug.search.searchers import DADASearcher, DADASharedSearcher, TorchSearchContext, build_searcher
 from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import toy_images as _images
 
 OFFICIAL_OPS = ('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate', 'AutoContrast', 'Invert', 'Equalize',
                 'Solarize', 'Posterize', 'Contrast', 'Color', 'Brightness', 'Sharpness', 'Cutout')
 TOY_OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 TOY_ENTRIES = tuple(SpaceEntry(op, 1.0) for op in TOY_OPS)
 SIZE, BATCH = 8, 16
-
-
-def _images(n: int, right: bool, gen: torch.Generator):
-    """8x8 images with a bright blob; class = top or bottom half; blob left (train) or right (val)."""
-    x = torch.rand(n, 1, SIZE, SIZE, generator=gen) * 20
-    y = torch.randint(0, 2, (n,), generator=gen)
-    for i in range(n):
-        row = int(torch.randint(0, SIZE // 2 - 2, (1,), generator=gen)) + (SIZE // 2 if y[i] else 0)
-        col = int(torch.randint(0, SIZE // 2 - 2, (1,), generator=gen)) + (SIZE // 2 if right else 0)
-        x[i, :, row:row + 3, col:col + 3] = 220.0
-    return x, y
 
 
 class SpyContext(TorchSearchContext):

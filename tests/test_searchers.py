@@ -18,20 +18,11 @@ from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, s
 from det_autoaug.search.searchers import (DAASSearcher, DADASharedSearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
 from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import toy_images as _images
 
 OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in OPS)
 SIZE, BATCH = 8, 16
-
-
-def _images(n: int, right: bool, gen: torch.Generator):
-    x = torch.rand(n, 1, SIZE, SIZE, generator=gen) * 20
-    y = torch.randint(0, 2, (n,), generator=gen)
-    for i in range(n):
-        row = int(torch.randint(0, SIZE // 2 - 2, (1,), generator=gen)) + (SIZE // 2 if y[i] else 0)
-        col = int(torch.randint(0, SIZE // 2 - 2, (1,), generator=gen)) + (SIZE // 2 if right else 0)
-        x[i, :, row:row + 3, col:col + 3] = 220.0
-    return x, y
 
 
 class Toy(ToyCheckpoint):

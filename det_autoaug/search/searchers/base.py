@@ -108,6 +108,18 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def record_snapshot(trajectory: List[Dict[str, Any]], item: Dict[str, Any]) -> None:
+    """Append a trajectory ``item`` (with an int ``'epoch'`` >= 0), or replace the last one when it
+    has the same epoch; epochs must not decrease."""
+    epoch = check_int('epoch', item['epoch'], 0)
+    if trajectory and epoch < trajectory[-1]['epoch']:
+        raise ValueError(f'epoch must be >= the last snapshot epoch {trajectory[-1]["epoch"]}, got {epoch!r}')
+    if trajectory and trajectory[-1]['epoch'] == epoch:
+        trajectory[-1] = item
+    else:
+        trajectory.append(item)
+
+
 def check_positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f'{name} must be a number > 0, got {value!r}')

@@ -60,7 +60,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, check_int, check_positive, distinct_ops
+from .base import Searcher, check_int, check_positive, distinct_ops, record_snapshot
 
 STATE_VERSION = 1
 
@@ -258,13 +258,8 @@ class DADASharedSearcher(Searcher):
 
     def snapshot(self, epoch: int) -> None:
         check_int('epoch', epoch, 0)
-        if self.trajectory and epoch < self.trajectory[-1]['epoch']:
-            raise ValueError(f'epoch must be >= the last snapshot epoch {self.trajectory[-1]["epoch"]}, got {epoch!r}')
-        item = {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(), 'apply_prob': self.apply_prob()}
-        if self.trajectory and self.trajectory[-1]['epoch'] == epoch:
-            self.trajectory[-1] = item
-        else:
-            self.trajectory.append(item)
+        record_snapshot(self.trajectory, {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(),
+                                          'apply_prob': self.apply_prob()})
 
     def export_entries(self) -> List[SpaceEntry]:
         """The distinct ops at their learned magnitudes (the policy file's ``entries``)."""

@@ -78,7 +78,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, check_int, check_positive, distinct_ops
+from .base import Searcher, check_int, check_positive, distinct_ops, record_snapshot
 
 STATE_VERSION = 2  # version 1: the shared-parameter DADA, saved under the name 'dada' before it became 'dada_shared'
 EPS = 1e-6  # the official clamp of probabilities and uniforms
@@ -311,13 +311,8 @@ class DADASearcher(Searcher):
 
     def snapshot(self, epoch: int) -> None:
         check_int('epoch', epoch, 0)
-        if self.trajectory and epoch < self.trajectory[-1]['epoch']:
-            raise ValueError(f'epoch must be >= the last snapshot epoch {self.trajectory[-1]["epoch"]}, got {epoch!r}')
-        item = {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(), 'apply_prob': self.apply_prob()}
-        if self.trajectory and self.trajectory[-1]['epoch'] == epoch:
-            self.trajectory[-1] = item
-        else:
-            self.trajectory.append(item)
+        record_snapshot(self.trajectory, {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(),
+                                          'apply_prob': self.apply_prob()})
 
     def export_entries(self) -> List[SpaceEntry]:
         """The distinct ops, each at the sub-policy-weighted mean of its slots' magnitudes."""
