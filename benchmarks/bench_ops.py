@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_ops.py [--size 640] [--repeat 20] [--batch 32] [--stat min] [--quick]
+    python benchmarks/bench_ops.py --many-boxes-only [--many-boxes 300] [--many-size 800]
 
 For each op of :data:`det_autoaug.ops.table.OPS` at level 6 (detection convention,
 ``OpSpec.magnitude_at(6)``), on ``skimage.data.astronaut`` resized to ``size`` px with five boxes:
@@ -20,10 +21,18 @@ For each op of :data:`det_autoaug.ops.table.OPS` at level 6 (detection conventio
 A last line times a two-op policy (Rotate then Color at level 6, params sampled per image,
 included) per image on the cv2 path.
 
+A last table times the bbox-only ops with many boxes (issue 15 item 5): ``--many-boxes`` boxes
+(default 300) on the image resized to ``--many-size`` px (default 800), centres uniform, sides
+log-uniform in [8, 128] px (more small boxes than large, as in detection data), every box
+selected, level 6, single-threaded: the cv2 kernel and the torch kernel on a uint8 batch of one
+(validation and the float round trip included), their calls interleaved so that both see the
+same load, and the ratio torch / cv2. ``--many-boxes-only`` runs only that table.
+
 Targets (reported, never asserted; timings depend on the machine and its load):
 
 - our CPU kernel <= 1.2x mmdet's transform of the same op;
-- a two-op policy <= 5 ms per 640 px image on the CPU.
+- a two-op policy <= 5 ms per 640 px image on the CPU;
+- bbox-only ops with 300 boxes at 800 px: torch <= 2x the cv2 kernel.
 
 Each timing is the minimum (``--stat min``, default: the least disturbed by other processes on
 a shared machine) or the median (``--stat median``) of ``repeat`` calls after one warm-up call
@@ -181,6 +190,61 @@ def bench_policy(size: int, repeat: int, stat: str = 'min') -> float:
         return time_ms(policy, repeat, stat)
 
 
+def many_boxes(size: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark image at ``size`` px with ``count`` boxes: centres uniform, sides log-uniform
+    in [8, 128] px, clipped to the image."""
+    image, _ = make_image(size)
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, size, (count, 2))
+    sides = np.exp(rng.uniform(math.log(8), math.log(128), (count, 2)))
+    boxes = np.clip(np.concatenate([centres - sides / 2, centres + sides / 2], axis=1), 0, size)
+    return image, boxes.astype(np.float32)
+
+
+def bench_many_boxes(size: int, count: int, repeat: int, stat: str = 'min') -> List[Dict[str, object]]:
+    """One row per bbox-only op: ms of the cv2 kernel and of the torch kernel (batch of one), single-threaded."""
+    image, boxes = many_boxes(size, count)
+    boxes_t = torch.from_numpy(boxes)
+    image_t = torch.from_numpy(image).permute(2, 0, 1).contiguous()[None]
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for spec in (op for op in OPS if op.bbox_only):
+        magnitude = spec.magnitude_at(LEVEL)
+        params = sample_params(spec, 1, size, size, [boxes_t], generator=g, box_prob=1.0)
+        calls = {'cv2': lambda: apply_op_np(spec.name, image, boxes, magnitude, params.select(0)),
+                 'torch': lambda: apply_op(spec.name, image_t, [boxes_t], magnitude, params)}
+        times: Dict[str, List[float]] = {name: [] for name in calls}
+        with single_threaded():
+            for fn in calls.values():   # warm-up
+                fn()
+            for _ in range(repeat):    # interleaved: both kernels see the same load
+                for name, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append((time.perf_counter() - start) * 1e3)
+        rows.append(dict(op=spec.name, cv2=STATS[stat](times['cv2']), torch=STATS[stat](times['torch'])))
+    return rows
+
+
+def print_many_boxes(size: int, count: int, repeat: int, stat: str) -> None:
+    print(f'\nbbox-only ops, {count} boxes (sides 8-128 px, log-uniform, all selected) on a {size} px image, '
+          f'level {LEVEL}, single-threaded, {stat} of {repeat}')
+    header = f'{"op":24s} {"cv2_ms":>9s} {"torch_ms":>9s} {"torch/cv2":>9s}'
+    print(header)
+    print('-' * len(header))
+    rows = bench_many_boxes(size, count, repeat, stat)
+    for r in rows:
+        print(f'{r["op"]:24s} {r["cv2"]:9.2f} {r["torch"]:9.2f} {r["torch"] / r["cv2"]:9.2f}')
+    over = [r['op'] for r in rows if r['torch'] > 2 * r['cv2']]
+    print(f'torch > 2x cv2: {over or "none"} (target: none)')
+    image, _ = many_boxes(size, count)
+    image_t = torch.from_numpy(image).permute(2, 0, 1).contiguous()[None]
+    with single_threaded():
+        floor = time_ms(lambda: apply_op('Identity', image_t, None, 0.0), repeat, stat)
+    print(f'for scale: the torch path on this image with no op (Identity: checks, uint8 -> float -> uint8) '
+          f'takes {floor:.2f} ms')
+
+
 def _fmt(value: Optional[float], digits: int = 3) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
@@ -192,13 +256,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--batch', type=int, default=32, help='torch batch size (default 32)')
     parser.add_argument('--stat', choices=sorted(STATS), default='min',
                         help='statistic over the repeats (default min)')
-    parser.add_argument('--quick', action='store_true', help='128 px, 3 repeats, batch 4: a smoke run')
+    parser.add_argument('--many-boxes', type=int, default=300, help='boxes of the bbox-only table (default 300)')
+    parser.add_argument('--many-size', type=int, default=800, help='image side of the bbox-only table (default 800)')
+    parser.add_argument('--many-boxes-only', action='store_true', help='run only the bbox-only table')
+    parser.add_argument('--quick', action='store_true',
+                        help='128 px, 3 repeats, batch 4, 30 boxes at 128 px: a smoke run')
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.repeat, args.batch = 128, 3, 4
-    for name in ('size', 'repeat', 'batch'):
+        args.size, args.repeat, args.batch, args.many_boxes, args.many_size = 128, 3, 4, 30, 128
+    for name in ('size', 'repeat', 'batch', 'many_boxes', 'many_size'):
         if getattr(args, name) < 1:
-            parser.error(f'--{name} must be a positive integer, got {getattr(args, name)}')
+            parser.error(f'--{name.replace("_", "-")} must be a positive integer, got {getattr(args, name)}')
+    if args.many_boxes_only:
+        print_many_boxes(args.many_size, args.many_boxes, args.repeat, args.stat)
+        return
 
     print(f'image {args.size}x{args.size} px, level {LEVEL}, repeat {args.repeat}, torch batch {args.batch}, '
           f'statistic {args.stat}, torch batch threads {torch.get_num_threads()}, per-image paths single-threaded')
@@ -218,6 +289,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     policy = bench_policy(args.size, args.repeat, args.stat)
     print(f'two-op policy (Rotate then Color, level {LEVEL}) on the cv2 path: {policy:.3f} ms per '
           f'{args.size} px image (target <= 5 ms at 640 px)')
+    print_many_boxes(args.many_size, args.many_boxes, args.repeat, args.stat)
 
 
 if __name__ == '__main__':
