@@ -1,6 +1,6 @@
 # det_autoaug: one entry point for setup, the main job and the tests.
 #   make setup    create .venv with the pinned stack (mmcv from WHEELS when given, else built from source)
-#   make search   setup, then the DDAS detection search on the embedded data (CPU, ~10 minutes)
+#   make search   setup, then the DDAS detection search on the embedded data (slim CenterNet, CPU, ~5 minutes)
 #   make test     setup, then the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
