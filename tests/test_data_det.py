@@ -163,8 +163,13 @@ def test_each_split_loads_in_mmdet_coco_dataset(built):
 def test_ensure_builds_once_and_caches(tmp_path, monkeypatch):
     sizes = {'train': 3, 'val': 2, 'test': 2}
     root = tmp_path / 'cache' / 'digits'
-    out = ensure_det_digits(root, seed=0, sizes=sizes)
+    old_umask = os.umask(0o022)
+    try:
+        out = ensure_det_digits(root, seed=0, sizes=sizes)
+    finally:
+        os.umask(old_umask)
     assert out == root and (root / 'train.json').is_file() and (root / MARKER).is_file()
+    assert root.stat().st_mode & 0o777 == 0o755, 'the dataset folder keeps mkdtemp\'s 0700'
     stamp = (root / 'train.json').stat().st_mtime_ns
     calls = []
     monkeypatch.setattr(det_digits, 'build_det_digits', lambda *a, **k: calls.append(a))

@@ -47,7 +47,7 @@ Schedule (all arms and the search): SGD from the config, linear warm-up over the
 ``min(200, iterations / 4)`` iterations, then cosine annealing per epoch to 1% of the lr. No
 validation during training; no checkpoints.
 
-Outputs in ``--work-dir`` (default ``work_dirs/compare_det``): ``results.json`` (settings, every
+Outputs in ``--work-dir`` (default ``./work_dirs/compare_det`` in the current directory): ``results.json`` (settings, every
 run, per-arm mean/std, search cost; rewritten after each run, so a killed run keeps what it
 finished; ``--resume`` skips the runs already in it), ``results.md`` (the table) and
 ``compare_det.png`` (bar chart of the mean with the sample std as error bars, per-seed dots).
@@ -418,7 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     import det_autoaug  # noqa: F401  (registers PolicyAugment and the search hook)
     from det_autoaug.data.det_digits import ensure_det_digits
 
-    work_dir = Path(args.work_dir or ROOT / 'work_dirs' / 'compare_det').resolve()
+    work_dir = Path(args.work_dir or Path('work_dirs') / 'compare_det').resolve()  # relative to the current directory
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp_data = None
     data = args.data

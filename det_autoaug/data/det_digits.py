@@ -350,6 +350,12 @@ def _marker(seed: int, sizes: Mapping[str, int]) -> dict:
     return {'builder_version': BUILDER_VERSION, 'seed': int(seed), 'sizes': dict(sizes)}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def ensure_det_digits(root: str | os.PathLike | None = None, seed: int = 0,
                       sizes: Optional[Mapping[str, int]] = None) -> Path:
     """Return the dataset folder, building it first when missing or built by another version.
@@ -390,6 +396,7 @@ def ensure_det_digits(root: str | os.PathLike | None = None, seed: int = 0,
     try:
         build_det_digits(tmp, seed=seed, sizes=sizes)
         _dump(wanted, tmp / MARKER)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a dataset folder is shared as usual
         if root.exists():
             old = Path(tempfile.mkdtemp(prefix=f'.{root.name}.old-', dir=root.parent))
             os.replace(root, old / 'data')
