@@ -126,6 +126,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              'default: the cache folder, quick: a temporary folder)')
     parser.add_argument('--epochs', type=int, default=None, help='training epochs per run (default 24; quick: 1)')
     parser.add_argument('--search-epochs', type=int, default=None, help='search epochs (default 2; quick: 1)')
+    parser.add_argument('--policy-seed', type=int, default=None,
+                        help='train every seed with the policies searched with this seed (searched once; with '
+                             '--resume, a search already in results.json is reused: runs of more seeds in parallel '
+                             'work dirs share one search)')
     parser.add_argument('--search-once', action='store_true',
                         help='search with the first seed only and train every seed with that policy')
     parser.add_argument('--scale', type=int, default=None, help='Resize scale, px (default 96; quick: 48)')
@@ -154,7 +158,7 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         arms=list(dict.fromkeys(args.arms)),
         epochs=pick(args.epochs, 24, 1),
         search_epochs=pick(args.search_epochs, 2, 1),
-        search_once=args.search_once,
+        search_once=args.search_once, policy_seed=args.policy_seed,
         scale=pick(args.scale, 96, 48),
         num_workers=pick(args.num_workers, 1, 0),
         sizes=QUICK_SIZES if quick else FULL_SIZES,
@@ -445,7 +449,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     # results.json of earlier versions held DDAS searches without a 'searcher' field
     searches = {(s.get('searcher', 'ddas'), s['seed']): s for s in doc['searches']}
     for seed in settings['seeds']:
-        policy_seed = settings['seeds'][0] if settings['search_once'] else seed
+        if settings.get('policy_seed') is not None:
+            policy_seed = settings['policy_seed']
+        else:
+            policy_seed = settings['seeds'][0] if settings['search_once'] else seed
         policies = {}
         for searcher in searchers:
             search = searches.get((searcher, policy_seed))
