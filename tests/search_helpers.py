@@ -75,3 +75,19 @@ def toy_images(n: int, right: bool, gen: torch.Generator):
         col = int(torch.randint(0, TOY_SIZE // 2 - 2, (1,), generator=gen)) + (TOY_SIZE // 2 if right else 0)
         x[i, :, row:row + 3, col:col + 3] = 220.0
     return x, y
+
+
+class ToyBlobs(ToyCheckpoint):
+    """Streams of the toy problem for a searcher: training blobs on the left, validation blobs on
+    the right (FlipLR is the op that helps). Subclasses set ``data_gen``, ``searcher``, ``ctx``."""
+
+    batch = 16
+
+    def _val(self) -> dict:
+        x, y = toy_images(self.batch, True, self.data_gen)
+        return dict(inputs=x, targets=y)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            x, y = toy_images(self.batch, False, self.data_gen)
+            self.searcher.step(self.ctx, dict(inputs=x, targets=y))

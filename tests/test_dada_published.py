@@ -16,7 +16,7 @@ from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, save_policy_file
 from det_autoaug.search.searchers import DADASearcher, DADASharedSearcher, TorchSearchContext, build_searcher
 from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
-from search_helpers import toy_images as _images
+from search_helpers import ToyBlobs, toy_images as _images
 
 OFFICIAL_OPS = ('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate', 'AutoContrast', 'Invert', 'Equalize',
                 'Solarize', 'Posterize', 'Contrast', 'Color', 'Brightness', 'Sharpness', 'Cutout')
@@ -37,7 +37,7 @@ class SpyContext(TorchSearchContext):
         return super().loss_grad(batch, slot)
 
 
-class Toy(ToyCheckpoint):
+class Toy(ToyBlobs):
     """A linear classifier, SGD with momentum and weight decay, the searcher and its context.
 
     FlipLR moves the training blobs (left) onto the validation side (right): the op that helps.
@@ -58,15 +58,6 @@ class Toy(ToyCheckpoint):
         self.searcher = searcher
         loss = lambda out, y: torch.nn.functional.cross_entropy(out / 255.0, y)  # noqa: E731
         self.ctx = SpyContext(self.model, loss, self.opt, self._val, searcher.num_grad_slots, seed=seed)
-
-    def _val(self) -> dict:
-        x, y = _images(BATCH, True, self.data_gen)
-        return dict(inputs=x, targets=y)
-
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            x, y = _images(BATCH, False, self.data_gen)
-            self.searcher.step(self.ctx, dict(inputs=x, targets=y))
 
 
 def test_sub_policies_are_the_unordered_pairs_of_the_distinct_ops():

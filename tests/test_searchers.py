@@ -18,14 +18,14 @@ from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, s
 from det_autoaug.search.searchers import (DAASSearcher, DADASharedSearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
 from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
-from search_helpers import toy_images as _images
+from search_helpers import ToyBlobs
 
 OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in OPS)
-SIZE, BATCH = 8, 16
+SIZE = 8
 
 
-class Toy(ToyCheckpoint):
+class Toy(ToyBlobs):
     """Model, optimiser, data streams and search context of the toy problem (all seeded)."""
 
     def __init__(self, searcher, seed: int = 0, lr: float = 0.5) -> None:
@@ -40,15 +40,6 @@ class Toy(ToyCheckpoint):
         self.searcher = searcher
         forward = lambda out, y: torch.nn.functional.cross_entropy(out / 255.0, y)  # noqa: E731
         self.ctx = TorchSearchContext(self.model, forward, self.opt, self._val, searcher.num_grad_slots, seed=seed)
-
-    def _val(self) -> dict:
-        x, y = _images(BATCH, True, self.data_gen)
-        return dict(inputs=x, targets=y)
-
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            x, y = _images(BATCH, False, self.data_gen)
-            self.searcher.step(self.ctx, dict(inputs=x, targets=y))
 
 
 def _ddas():

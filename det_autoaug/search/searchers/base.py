@@ -102,6 +102,25 @@ class Searcher:
         raise NotImplementedError
 
 
+class SubPolicyOutputs:
+    """``export`` and ``plot_series`` of a searcher over sub-policies of op pairs (both DADAs).
+
+    The searcher provides ``name``, ``op_names``, ``trajectory`` (snapshots of its per-op
+    marginal probabilities) and ``export_entries()``, ``marginal_op_probs()``, ``apply_prob()``,
+    ``export_subpolicies()``.
+    """
+
+    def export(self) -> Dict[str, Any]:
+        return dict(searcher=self.name, entries=self.export_entries(), probs=self.marginal_op_probs().tolist(),
+                    apply_prob=self.apply_prob(), ops_per_policy=2, trajectory=self.trajectory,
+                    subpolicies=self.export_subpolicies())
+
+    def plot_series(self) -> Tuple[List[int], List[str], List[List[float]], List[float]]:
+        traj = self.trajectory
+        return ([t['epoch'] for t in traj], list(self.op_names), [t['probs'] for t in traj],
+                [t['apply_prob'] for t in traj])
+
+
 def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')

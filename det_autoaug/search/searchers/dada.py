@@ -60,12 +60,12 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, check_int, check_positive, distinct_ops, record_snapshot
+from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops, record_snapshot
 
 STATE_VERSION = 1
 
 
-class DADASharedSearcher(Searcher):
+class DADASharedSearcher(SubPolicyOutputs, Searcher):
     """DADA with shared per-op parameters: Gumbel-softmax sub-policy, relaxed-Bernoulli ops, RELAX + DARTS
     hyper-gradient.
 
@@ -278,16 +278,6 @@ class DADASharedSearcher(Searcher):
                         'ops': [{'op': self.op_names[o], 'magnitude': round(mags[o], 6), 'prob': probs[o]}
                                 for o in self.pairs[idx]]})
         return out
-
-    def export(self) -> Dict[str, Any]:
-        return dict(searcher=self.name, entries=self.export_entries(), probs=self.marginal_op_probs().tolist(),
-                    apply_prob=self.apply_prob(), ops_per_policy=2, trajectory=self.trajectory,
-                    subpolicies=self.export_subpolicies())
-
-    def plot_series(self):
-        traj = self.trajectory
-        return ([t['epoch'] for t in traj], list(self.op_names), [t['probs'] for t in traj],
-                [t['apply_prob'] for t in traj])
 
     def state_dict(self) -> Dict[str, Any]:
         return {'version': STATE_VERSION, 'searcher': self.name, 'ops': list(self.op_names),

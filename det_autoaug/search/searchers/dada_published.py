@@ -78,7 +78,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, check_int, check_positive, distinct_ops, record_snapshot
+from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops, record_snapshot
 
 STATE_VERSION = 2  # version 1: the shared-parameter DADA, saved under the name 'dada' before it became 'dada_shared'
 EPS = 1e-6  # the official clamp of probabilities and uniforms
@@ -114,7 +114,7 @@ def sgd_displacement(optimizer: torch.optim.Optimizer, params: Sequence[Tensor],
     return out
 
 
-class DADASearcher(Searcher):
+class DADASearcher(SubPolicyOutputs, Searcher):
     """DADA as published: unordered pairs, per-(sub-policy, slot) probabilities and magnitudes.
 
     Args:
@@ -331,16 +331,6 @@ class DADASearcher(Searcher):
         return [{'prob': float(w[s]) / total,
                  'ops': [{'op': self.op_names[o], 'magnitude': round(mags[s][j], 6), 'prob': probs[s][j]}
                          for j, o in enumerate(self.pairs[s])]} for s in top]
-
-    def export(self) -> Dict[str, Any]:
-        return dict(searcher=self.name, entries=self.export_entries(), probs=self.marginal_op_probs().tolist(),
-                    apply_prob=self.apply_prob(), ops_per_policy=2, trajectory=self.trajectory,
-                    subpolicies=self.export_subpolicies())
-
-    def plot_series(self):
-        traj = self.trajectory
-        return ([t['epoch'] for t in traj], list(self.op_names), [t['probs'] for t in traj],
-                [t['apply_prob'] for t in traj])
 
     def state_dict(self) -> Dict[str, Any]:
         return {'version': STATE_VERSION, 'searcher': self.name, 'ops': list(self.op_names),
