@@ -103,12 +103,17 @@ class Searcher:
 
 
 class SubPolicyOutputs:
-    """``export`` and ``plot_series`` of a searcher over sub-policies of op pairs (both DADAs).
+    """``snapshot``, ``export`` and ``plot_series`` of a searcher over sub-policies of op pairs (both DADAs).
 
     The searcher provides ``name``, ``op_names``, ``trajectory`` (snapshots of its per-op
     marginal probabilities) and ``export_entries()``, ``marginal_op_probs()``, ``apply_prob()``,
     ``export_subpolicies()``.
     """
+
+    def snapshot(self, epoch: int) -> None:
+        check_int('epoch', epoch, 0)
+        record_snapshot(self.trajectory, {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(),
+                                          'apply_prob': self.apply_prob()})
 
     def export(self) -> Dict[str, Any]:
         return dict(searcher=self.name, entries=self.export_entries(), probs=self.marginal_op_probs().tolist(),

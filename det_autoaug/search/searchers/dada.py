@@ -60,7 +60,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops, record_snapshot
+from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops
 
 STATE_VERSION = 1
 
@@ -255,11 +255,6 @@ class DADASharedSearcher(SubPolicyOutputs, Searcher):
             infos[f'{self.name}_top{rank + 1}'] = f'{self.op_names[a]}+{self.op_names[c]}={float(w[idx]):.4f}'
             scalars[f'train/{self.name}_top{rank + 1}_prob'] = float(w[idx])
         return scalars, infos
-
-    def snapshot(self, epoch: int) -> None:
-        check_int('epoch', epoch, 0)
-        record_snapshot(self.trajectory, {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(),
-                                          'apply_prob': self.apply_prob()})
 
     def export_entries(self) -> List[SpaceEntry]:
         """The distinct ops at their learned magnitudes (the policy file's ``entries``)."""

@@ -78,7 +78,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
-from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops, record_snapshot
+from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops
 
 STATE_VERSION = 2  # version 1: the shared-parameter DADA, saved under the name 'dada' before it became 'dada_shared'
 EPS = 1e-6  # the official clamp of probabilities and uniforms
@@ -308,11 +308,6 @@ class DADASearcher(SubPolicyOutputs, Searcher):
             infos[f'{self.name}_top{rank + 1}'] = f'{ops}={float(w[s]):.4f}'
             scalars[f'train/{self.name}_top{rank + 1}_prob'] = float(w[s])
         return scalars, infos
-
-    def snapshot(self, epoch: int) -> None:
-        check_int('epoch', epoch, 0)
-        record_snapshot(self.trajectory, {'epoch': int(epoch), 'probs': self.marginal_op_probs().tolist(),
-                                          'apply_prob': self.apply_prob()})
 
     def export_entries(self) -> List[SpaceEntry]:
         """The distinct ops, each at the sub-policy-weighted mean of its slots' magnitudes."""
