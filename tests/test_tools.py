@@ -338,3 +338,20 @@ def test_readme_train_det_commands_parse_and_find_their_configs():
         args = train_det.parse_args(shlex.split(command)[2:])
         assert search_det.resolve_config(args.config).is_file()
         assert args.batch == ('--batch' in command)
+
+
+def test_readme_config_side_pipeline_inserts_the_policy_after_the_flip(tmp_path):
+    text = (ROOT / 'README.md').read_text(encoding='utf-8')
+    (block,) = [b for b in re.findall(r'```python\n(.*?)```', text, flags=re.S) if 'train_pipeline = [' in b]
+    path = tmp_path / 'user.py'
+    path.write_text(f"_base_ = ['{search_det.resolve_config(STOCK_RETINANET)}']\n{block}")
+    cfg = Config.fromfile(str(path))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    stock = Config.fromfile(str(search_det.resolve_config(STOCK_RETINANET))).train_dataloader.dataset.pipeline
+    assert [t['type'] for t in pipeline] == [t['type'] for t in stock[:4]] + ['PolicyAugment', 'PackDetInputs']
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import TRANSFORMS
+    import det_autoaug  # noqa: F401  (what custom_imports does)
+    init_default_scope('mmdet')
+    transform = TRANSFORMS.build(pipeline[4])
+    assert type(transform).__name__ == 'PolicyAugment' and transform.policy.name == 'autoaug_det_v0'
