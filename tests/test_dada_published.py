@@ -107,6 +107,18 @@ def test_probabilities_and_magnitudes_stay_in_the_unit_interval():
     assert 0 <= toy.searcher.apply_prob() <= 1
 
 
+def _train_batch_grads(toy: Toy, theta):
+    """The gradient of the recorded training batch at parameters ``theta``, computed on a copy of
+    the model, independently of the searcher."""
+    model = copy.deepcopy(toy.model)
+    with torch.no_grad():
+        for p, t in zip(model.parameters(), theta):
+            p.copy_(t)
+    loss = torch.nn.functional.cross_entropy(model(toy.ctx.train_batch['inputs'].float()) / 255.0,
+                                             toy.ctx.train_batch['targets'])
+    return torch.autograd.grad(loss, list(model.parameters()))
+
+
 @pytest.mark.parametrize('warm_steps', [0, 2], ids=['no_momentum_buffer', 'momentum_buffer'])
 def test_unrolled_model_is_the_sgd_step_with_momentum_and_weight_decay(warm_steps):
     toy = Toy(DADASearcher(TOY_ENTRIES))
@@ -114,14 +126,7 @@ def test_unrolled_model_is_the_sgd_step_with_momentum_and_weight_decay(warm_step
     theta = [p.detach().clone() for p in toy.model.parameters()]
     state = copy.deepcopy(toy.opt.state_dict())
     toy.run(1)
-    # independent gradient of the recorded training batch at theta
-    model = copy.deepcopy(toy.model)
-    with torch.no_grad():
-        for p, t in zip(model.parameters(), theta):
-            p.copy_(t)
-    loss = torch.nn.functional.cross_entropy(model(toy.ctx.train_batch['inputs'].float()) / 255.0,
-                                             toy.ctx.train_batch['targets'])
-    grads = torch.autograd.grad(loss, list(model.parameters()))
+    grads = _train_batch_grads(toy, theta)
     momentum = 0.9
     for i, (t, g, lr, wd) in enumerate(zip(theta, grads, (0.2, 0.05), (0.01, 0.0))):
         buf = state['state'].get(i, {}).get('momentum_buffer')
@@ -155,13 +160,7 @@ def test_unrolled_step_falls_back_to_plain_sgd_for_other_optimisers():
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # warned once per searcher
         toy.run(1)
-    model = copy.deepcopy(toy.model)
-    with torch.no_grad():
-        for p, t in zip(model.parameters(), theta):
-            p.copy_(t)
-    loss = torch.nn.functional.cross_entropy(model(toy.ctx.train_batch['inputs'].float()) / 255.0,
-                                             toy.ctx.train_batch['targets'])
-    for t, g, u in zip(theta, torch.autograd.grad(loss, list(model.parameters())), toy.ctx.unrolled):
+    for t, g, u in zip(theta, _train_batch_grads(toy, theta), toy.ctx.unrolled):
         torch.testing.assert_close(u, t - 0.01 * g, rtol=1e-5, atol=1e-7)
 
 

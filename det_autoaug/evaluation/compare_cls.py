@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.params import sample_params
 from ..ops.spaces import get_space
@@ -39,8 +39,8 @@ from ..ops.table import get_op
 from ..ops.torch_ops import apply_op
 from ..policy.policy import ChainStep, Policy, build_policy, trivial_augment_range
 from ..policy.policy_file import policy_from_dict, save_policy_file
-from ..search.searchers import TorchSearchContext, build_searcher
-from .planted_harm import Data, Setting, SmallCNN, _batches, accuracy
+from ..search.searchers import build_searcher
+from .planted_harm import Data, Setting, _batches, _context, accuracy
 
 BASELINE_ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform')
 #: RandAugment's 14 ops (Cubuk et al. 2020, as torchvision and timm implement it).
@@ -241,16 +241,6 @@ def apply_chains_batched(images: Tensor, chains: Sequence[Sequence[ChainStep]],
             params = sample_params(op, len(index), height, width, generator=generator)
             out[index] = apply_op(op, out[index], None, magnitude, params).images.to(out.dtype)
     return out
-
-
-def _context(setting: CompareSetting, data: Data, seed: int, num_slots: int,
-             steps: int) -> Tuple[TorchSearchContext, torch.optim.lr_scheduler.LRScheduler]:
-    torch.manual_seed(seed)
-    model = SmallCNN()
-    opt = torch.optim.SGD(model.parameters(), lr=setting.lr, momentum=0.9)
-    val_stream = _batches(data.val, setting.batch, torch.Generator().manual_seed(seed + 1))
-    ctx = TorchSearchContext(model, nn.functional.cross_entropy, opt, val_stream, num_slots, seed=seed)
-    return ctx, torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 
 
 def train_with_policy(setting: CompareSetting, data: Data, policy: Optional[Policy], seed: int) -> dict:

@@ -135,13 +135,16 @@ def _batches(data: Tuple[Tensor, Tensor], batch: int, gen: torch.Generator) -> C
     return next_batch
 
 
-def _context(setting: Setting, data: Data, seed: int, num_slots: int) -> Tuple[TorchSearchContext, Callable]:
+def _context(setting: Setting, data: Data, seed: int, num_slots: int,
+             steps: Optional[int] = None) -> Tuple[TorchSearchContext, Callable]:
+    """The seeded CNN, SGD (momentum 0.9, ``setting.lr``), its context over ``data.val`` batches, and a
+    cosine schedule over ``steps`` (default ``setting.steps``)."""
     torch.manual_seed(seed)
     model = SmallCNN()
     opt = torch.optim.SGD(model.parameters(), lr=setting.lr, momentum=0.9)
     val_stream = _batches(data.val, setting.batch, torch.Generator().manual_seed(seed + 1))
     ctx = TorchSearchContext(model, nn.functional.cross_entropy, opt, val_stream, num_slots, seed=seed)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, setting.steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, setting.steps if steps is None else steps)
     return ctx, sched
 
 
