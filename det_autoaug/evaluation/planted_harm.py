@@ -201,15 +201,26 @@ def ground_truth(setting: Setting, data: Data, entries: Sequence[SpaceEntry],
     n = len(setting.seeds)
     none = accs[:n]
     log(f'none: {np.mean(none):.4f} +- {np.std(none, ddof=1) if n > 1 else 0:.4f}')
-    rows = []
-    for i, e in enumerate(entries, start=1):
-        acc = accs[i * n:(i + 1) * n]
-        diff = np.array(acc) - np.array(none)  # paired by seed (same init and batches)
-        se = float(np.std(diff, ddof=1) / math.sqrt(n)) if n > 1 else None  # None: one seed
-        rows.append(dict(entry=e.label, acc=acc, effect=float(diff.mean()), se=se,
-                         **{'class': classify(float(diff.mean()), se, n)}))
-        log(f'{e.label:>16}: {np.mean(acc):.4f}  effect {diff.mean():+.4f} (se {se}) {rows[-1]["class"]}')
+    rows = paired_effects(none, {e.label: accs[i * n:(i + 1) * n] for i, e in enumerate(entries, start=1)},
+                          'acc', log)
     return dict(none=none, entries=rows, rule='effect beyond t(0.975, seeds - 1) * se')
+
+
+def paired_effects(none: Sequence[float], per_entry: Dict[str, Sequence[float]], metric: str,
+                   log: Callable[[str], None] = print) -> List[dict]:
+    """One row per entry: its per-seed ``metric`` values, the mean effect against ``none`` paired by
+    seed (same initialisation and data order), its standard error and its :func:`classify` class."""
+    n = len(none)
+    rows = []
+    for label, values in per_entry.items():
+        if len(values) != n:
+            raise ValueError(f'{label}: {len(values)} seeds of {metric} but none has {n}: expected paired seeds')
+        diff = np.array(values) - np.array(none)
+        se = float(np.std(diff, ddof=1) / math.sqrt(n)) if n > 1 else None  # None: one seed
+        rows.append(dict(entry=label, **{metric: list(values)}, effect=float(diff.mean()), se=se,
+                         **{'class': classify(float(diff.mean()), se, n)}))
+        log(f'{label:>16}: {np.mean(values):.4f}  effect {diff.mean():+.4f} (se {se}) {rows[-1]["class"]}')
+    return rows
 
 
 def _shuffle_rewards(searcher, gen: torch.Generator) -> None:

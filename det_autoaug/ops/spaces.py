@@ -15,6 +15,10 @@ learns one probability per entry; a policy is an ordered pair of entries.
   detector's test distribution), as are Blur/Smooth (near-identities at detection resolutions),
   and level 10 geometric magnitudes (they drop many boxes on small images). Two levels keep N
   small, which the uniform-proposal DDAS estimator needs to see every pair often enough.
+- ``det_planted`` (5 entries): the detection planted-harm space of ``tools/planted_harm_det.py``
+  (docs/results.md): FlipLR and FlipUD (a mirrored or upside-down digit is another glyph, or
+  another digit), Rotate@10 (30 degrees), TranslateX@3 and Brightness@7; which of them hurt is
+  measured there, not assumed.
 """
 from __future__ import annotations
 
@@ -74,6 +78,9 @@ SPACES: Dict[str, Tuple[SpaceEntry, ...]] = {
     'ddas_imagenet': make_space(_NO_MAGNITUDE, _DDAS_MAGNITUDE + ('Cutout',), (7, 14), 'ddas'),
     'autoaug_det': make_space((), _AUTOAUG_DET, (2, 6, 10), 'det'),
     'det_default': make_space(_DET_DEFAULT_FIXED, _DET_DEFAULT_LEVELLED, (3, 7), 'det'),
+    'det_planted': make_space(('FlipLR', 'FlipUD'), (), ()) + tuple(
+        SpaceEntry(op, round(get_op(op).magnitude_at(level, 'det'), 6), float(level))
+        for op, level in (('Rotate', 10), ('TranslateX', 3), ('Brightness', 7))),
 }
 DEFAULT_DET_SPACE = 'det_default'
 
