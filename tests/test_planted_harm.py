@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
-from det_autoaug.evaluation.planted_harm import _shuffle_rewards, planted_space, summarise
-from det_autoaug.search.searchers import DDASSearcher
+import pytest
+
+from det_autoaug.evaluation.planted_harm import _shuffle_rewards, make_null, planted_space, summarise
+from det_autoaug.search.searchers import DDASSearcher, build_searcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +25,7 @@ def test_quick_mode_writes_every_part(tmp_path):
     assert results['space'] == labels
     assert [r['entry'] for r in results['ground_truth']['entries']] == labels
     assert set(results['searches']) == {'ddas', 'daas', 'dada', 'ddas_lookahead'}
-    assert set(results['nulls']) == {'ddas', 'ddas_lookahead'}
+    assert set(results['nulls']) == {'ddas', 'daas', 'dada', 'ddas_lookahead'}
     for runs in results['searches'].values():
         for run in runs:
             assert len(run['probs']) == len(labels) and abs(sum(run['probs']) - 1) < 1e-6
@@ -40,6 +42,35 @@ def test_the_null_feeds_the_policy_a_permutation_of_the_rewards():
         searcher.policy.update(None, rewards, 0.0)
     assert all(sorted(s) == [1.0, 2.0, 3.0, 4.0] for s in seen)
     assert any(s != [1.0, 2.0, 3.0, 4.0] for s in seen), 'the null never permuted the rewards'
+
+
+@pytest.mark.parametrize('name, keys', [('daas', ('val_loss', 'val_loss_before')), ('dada', ('d', 'grad_mag'))])
+def test_the_null_of_one_sample_searchers_feeds_outcomes_of_recent_steps(name, keys):
+    searcher = build_searcher(name, planted_space(), {})
+    seen = []
+    if name == 'daas':
+        def record(ctx, val_loss, entries, applied, val_loss_before=None):
+            seen.append((entries, val_loss, val_loss_before))
+    else:
+        def record(k, b, p_score, d, grad_mag):
+            seen.append((k, d, grad_mag))
+    searcher.update_policy = record
+    assert make_null(searcher, torch.Generator().manual_seed(0), window=5) == 'time'
+    for step in range(40):
+        outcome = {keys[0]: 10.0 * step, keys[1]: 10.0 * step + 1}  # an outcome's two parts stay together
+        if name == 'daas':
+            searcher.update_policy(None, outcome['val_loss'], step, None, val_loss_before=outcome['val_loss_before'])
+        else:
+            searcher.update_policy(step, None, None, outcome['d'], outcome['grad_mag'])
+    for step, first, second in seen:
+        source = int(first // 10)
+        assert second == first + 1 and step - 5 < source <= step, (step, first, second)
+    assert sum(int(first // 10) != step for step, first, _ in seen) > 20, 'the null kept most steps\' own outcomes'
+
+
+def test_a_searcher_without_a_null_is_named():
+    with pytest.raises(ValueError, match='no shuffled-reward null for searcher DDASSearcher'):
+        make_null(DDASSearcher(planted_space(), num_policies=1), torch.Generator())
 
 
 def test_summary_counts_seeds_below_the_null_5th_percentile():

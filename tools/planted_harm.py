@@ -67,14 +67,11 @@ def main(argv=None) -> int:
         results['ground_truth'] = ground_truth(setting, data, entries, jobs=args.jobs)
     write_json_atomic(out_file, results, 'planted-harm results', 'results')
     for name, spec in setting.searchers.items():
-        # the null permutes DDAS's K rewards per step (DAAS and DADA have no K proposals to permute)
-        tasks = [(setting, data, entries, spec, s, False) for s in setting.seeds]
-        if spec['name'] == 'ddas':
-            tasks += [(setting, data, entries, spec, s, True) for s in setting.null_seeds]
+        # every searcher has its shuffled-reward null (make_null)
+        tasks = [(setting, data, entries, spec, s, null) for null, seeds in ((False, setting.seeds),
+                                                                             (True, setting.null_seeds)) for s in seeds]
         runs = run_tasks(run_search, tasks, args.jobs)
-        searches[name] = runs[:len(setting.seeds)]
-        if spec['name'] == 'ddas':
-            nulls[name] = runs[len(setting.seeds):]
+        searches[name], nulls[name] = runs[:len(setting.seeds)], runs[len(setting.seeds):]
         results.update(searches=searches, nulls=nulls)
         write_json_atomic(out_file, results, 'planted-harm results', 'results')
         print(f'{name}: done ({sum(r["seconds"] for r in runs):.0f} s of search and null runs)', flush=True)

@@ -13,17 +13,18 @@ Rotate@10, TranslateX@3, Brightness@7):
 2. **Searches.** Each searcher searches with ``DDASSearchHook`` over ``det_planted`` while the
    detector trains for ``--search-epochs`` epochs of the same schedule (the comparison's search),
    5 seeds; its final per-entry probabilities give the harmful mass.
-3. **Null.** DDAS searches (one-step and look-ahead) also run with each step's K rewards permuted
-   across its proposals, 10 seeds. A searcher separates when its harmful mass is below the
-   null's 5th percentile.
+3. **Null.** Each search also runs with its rewards shuffled, 10 seeds
+   (:func:`det_autoaug.evaluation.planted_harm.make_null`: DDAS's K rewards permuted across each
+   step's proposals; DAAS's and DADA's taken from a step drawn from the last 50). A searcher
+   separates when its harmful mass is below the null's 5th percentile.
 
 Every run writes ``<work_dir>/runs/<name>.json`` and is skipped when that file exists, so a killed
 run resumes where it stopped, and the summary (``results.json``, the tables) is rebuilt from
 whatever runs exist (``--summary-only``). ``--jobs N`` runs N at once, one process and one torch
 thread each.
 
-Full run (about 220 core-minutes on the 2-core development machine: 18 trainings of about 5
-minutes and 40 searches of 1-4 minutes):
+Full run (about 280 core-minutes on the 2-core development machine: 18 trainings of about 5
+minutes and 60 searches of 1-4 minutes):
     python tools/planted_harm_det.py --work-dir work_dirs/planted_harm_det --jobs 2
 Quick (the test suite; tiny sizes, no claim on results):
     python tools/planted_harm_det.py --quick --work-dir /tmp/phd
@@ -48,12 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import compare_det  # noqa: E402
 
 SPACE = 'det_planted'
-# name -> (searcher of DDASSearchHook, searcher_cfg on top of the search config's, has a null)
+# name -> (searcher of DDASSearchHook, searcher_cfg on top of the search config's)
 SEARCHERS = {
-    'ddas_lookahead': (*compare_det.SEARCHED_ARMS['ddas_lookahead'], True),
-    'ddas': ('ddas', {}, True),  # the shipped defaults of configs/_base_/ddas_search.py
-    'daas': ('daas', {}, False),  # one proposal per step: no K rewards to permute
-    'dada': ('dada', {}, False),  # no proposals: a gradient, nothing to permute
+    'ddas_lookahead': compare_det.SEARCHED_ARMS['ddas_lookahead'],
+    'ddas': ('ddas', {}),  # the shipped defaults of configs/_base_/ddas_search.py
+    'daas': ('daas', {}),
+    'dada': ('dada', {}),
 }
 FULL = dict(sizes=compare_det.FULL_SIZES, scale=96, epochs=24, search_epochs=2, seeds=[0, 1, 2],
             search_seeds=[0, 1, 2, 3, 4], null_seeds=list(range(10)), num_workers=0)
@@ -115,14 +116,14 @@ def train_run(name: str, label: Optional[str], seed: int, setting: Dict[str, Any
 def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[str, Any],
                work_dir: str) -> Dict[str, Any]:
     """Search over ``det_planted`` with ``searcher`` (:data:`SEARCHERS`) while the detector trains
-    ``search_epochs`` epochs; ``null``: each step's K rewards permuted across its proposals."""
+    ``search_epochs`` epochs; ``null``: its rewards shuffled (``make_null``)."""
     import torch
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from det_autoaug.evaluation.planted_harm import _shuffle_rewards, entry_probs
+    from det_autoaug.evaluation.planted_harm import entry_probs, make_null
 
-    kind, searcher_cfg, _ = SEARCHERS[searcher]
+    kind, searcher_cfg = SEARCHERS[searcher]
     cfg = Config.fromfile(setting['search_config'])
     hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') == 'DDASSearchHook']
     if not hooks:
@@ -137,7 +138,7 @@ def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[st
     runner = Runner.from_cfg(cfg)
     hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
     if null:
-        _shuffle_rewards(hook.searcher, torch.Generator().manual_seed(seed + 77))
+        make_null(hook.searcher, torch.Generator().manual_seed(seed + 77))
     start = time.perf_counter()
     runner.train()
     return dict(kind='null' if null else 'search', searcher=searcher, seed=seed, probs=entry_probs(hook.searcher),
@@ -175,9 +176,8 @@ def tasks_for(setting: Dict[str, Any], searchers: Sequence[str], ground: bool, w
     for name in searchers:
         for seed in setting['search_seeds']:
             tasks.append((search_run, f'search_{name}_seed{seed}', (name, seed, False, setting), work_dir))
-        if SEARCHERS[name][2]:
-            for seed in setting['null_seeds']:
-                tasks.append((search_run, f'null_{name}_seed{seed}', (name, seed, True, setting), work_dir))
+        for seed in setting['null_seeds']:
+            tasks.append((search_run, f'null_{name}_seed{seed}', (name, seed, True, setting), work_dir))
     return tasks
 
 
@@ -274,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     setting = dict(base, quick=args.quick, gt_prob=args.gt_prob, data_root=data_root, device=device,
                    config=str(compare_det.DEFAULT_CONFIG), search_config=str(compare_det.DEFAULT_SEARCH_CONFIG),
                    iters_per_epoch=max(1, math.ceil(n_train / 8)), searchers=args.searchers,
-                   searcher_cfgs={k: SEARCHERS[k][:2] for k in args.searchers})
+                   searcher_cfgs={k: SEARCHERS[k] for k in args.searchers})
     if not args.summary_only:
         tasks = [t for t in tasks_for(setting, args.searchers, not args.skip_ground_truth, str(work_dir))
                  if not (work_dir / 'runs' / f'{t[1]}.json').is_file()]

@@ -14,17 +14,21 @@ harmful:
    50-step delayed credit, DDAS with the 50-step look-ahead signal, DAAS, DADA)
    trains the same CNN from scratch for the same number of steps while it searches; its final
    per-entry probabilities give the *harmful mass* (summed over the harmful entries).
-3. **Null.** The same search with the rewards of each step permuted across its proposals (DDAS:
-   the K rewards; a search whose policy learns from nothing but noise). A searcher *separates*
-   when its harmful mass is below the null's 5th percentile.
+3. **Null.** The same search with its rewards shuffled (:func:`make_null`): DDAS's K rewards of
+   each step permuted across its proposals; DAAS's validation losses and DADA's finite-difference
+   derivative and magnitude gradient taken from a step drawn from the last 50 (one sample a step:
+   nothing to permute within it). A search whose policy learns from nothing but noise. A
+   searcher *separates* when its harmful mass is below the null's 5th percentile.
 
 Everything is seeded, and every run is independent of the others: :func:`run_tasks` runs them in
 worker processes (one torch thread each) with the same results as one after the other.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -233,6 +237,46 @@ def _shuffle_rewards(searcher, gen: torch.Generator) -> None:
     policy.update = shuffled
 
 
+# What a searcher's ``update_policy`` learns from, for the null of a searcher with one sample per step
+NULL_ARGUMENTS = {'daas': ('val_loss', 'val_loss_before'), 'dada': ('d', 'grad_mag')}
+
+
+def _shuffle_in_time(searcher, gen: torch.Generator, names: Sequence[str], window: int) -> None:
+    """Feed ``searcher.update_policy`` the arguments ``names`` of a step drawn uniformly from the last
+    ``window`` steps (this one included) instead of its own: the outcome no longer belongs to the
+    policy drawn, while the outcomes' distribution is kept."""
+    update = searcher.update_policy
+    signature = inspect.signature(update)
+    recent: deque = deque(maxlen=window)
+
+    def shuffled(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        recent.append(tuple(bound.arguments.get(n) for n in names))
+        pick = recent[int(torch.randint(len(recent), (1,), generator=gen))]
+        bound.arguments.update(zip(names, pick))
+        return update(*bound.args, **bound.kwargs)
+    searcher.update_policy = shuffled
+
+
+def make_null(searcher, gen: torch.Generator, window: int = 50) -> str:
+    """Turn ``searcher`` into its shuffled-reward null; returns which kind.
+
+    - ``'proposals'`` (DDAS, K >= 2 proposals a step): each step's K rewards permuted across its proposals.
+    - ``'time'`` (DAAS: one policy a step, rewarded by its validation losses; DADA: one sub-policy a
+      step, credited with the finite-difference derivative ``d`` and the magnitude gradient): the
+      policy update receives those of a step drawn from the last ``window`` steps.
+    """
+    if hasattr(searcher, 'policy') and getattr(searcher, 'num_policies', 1) >= 2:
+        _shuffle_rewards(searcher, gen)
+        return 'proposals'
+    names = NULL_ARGUMENTS.get(getattr(searcher, 'name', None))
+    if names is None or not hasattr(searcher, 'update_policy'):
+        raise ValueError(f'no shuffled-reward null for searcher {type(searcher).__name__} '
+                         f'(name {getattr(searcher, "name", None)!r}): expected DDAS with K >= 2, DAAS or DADA')
+    _shuffle_in_time(searcher, gen, names, window)
+    return 'time'
+
+
 def entry_probs(searcher) -> List[float]:
     """Per-entry probability of being used: DDAS/DAAS ``p``; DADA: its op probabilities spread over entries."""
     if hasattr(searcher, 'policy') and hasattr(searcher.policy, 'probs'):
@@ -248,9 +292,7 @@ def run_search(setting: Setting, data: Data, entries: Sequence[SpaceEntry], spec
     """One search of ``setting.steps`` steps; the final per-entry probabilities and its cost."""
     searcher = build_searcher(spec['name'], entries, spec['cfg'])
     if null:
-        if not hasattr(searcher, 'policy') or searcher.num_policies < 2:
-            raise ValueError(f'the shuffled-reward null needs K >= 2 proposals per step; {spec} has none')
-        _shuffle_rewards(searcher, torch.Generator().manual_seed(seed + 77))
+        make_null(searcher, torch.Generator().manual_seed(seed + 77))
     ctx, sched = _context(setting, data, seed, searcher.num_grad_slots)
     stream = _batches(data.train, setting.batch, torch.Generator().manual_seed(seed + 2))
     start = time.perf_counter()

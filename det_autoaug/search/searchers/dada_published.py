@@ -277,22 +277,29 @@ class DADASearcher(SubPolicyOutputs, Searcher):
         d = float(d)
 
         with ctx.phase('policy update'):
-            scored = b if self.score_unused else b[k:k + 1]
-            q = p_score if self.score_unused else p_score[k:k + 1]
-            log_p = (torch.log_softmax(self.weights, 0)[k]
-                     + (scored * torch.log(q) + (1 - scored) * torch.log1p(-q)).sum())
-            grad_w, grad_p = torch.autograd.grad(-d * log_p, [self.weights, self.probabilities])
-            self.opt.zero_grad(set_to_none=True)
-            self.weights.grad, self.probabilities.grad, self.magnitudes.grad = grad_w, grad_p, grad_mag.to(
-                self.magnitudes)
-            self.opt.step()
-            with torch.no_grad():
-                self.probabilities.clamp_(0, 1)
-                self.magnitudes.clamp_(0, 1)
-            self.num_updates += 1
+            self.update_policy(k, b, p_score, d, grad_mag)
         ctx.model_step([1.0], [0])
         self.last_stats = {'hypergrad_f': d, 'subpolicy': float(k), 'applied': float(b[k].sum())}
         return log_vars
+
+    def update_policy(self, k: int, b: Tensor, p_score: Tensor, d: float, grad_mag: Tensor) -> None:
+        """Adam step on the sub-policy weights, slot probabilities and magnitudes from one step's
+        estimates: ``d``, the finite-difference derivative of the validation loss along the sampled
+        sub-policy ``k`` (its REINFORCE reward), and ``grad_mag``, the magnitudes' gradient; ``b`` the
+        slots' Bernoulli draws, ``p_score`` the probabilities they were drawn with."""
+        scored = b if self.score_unused else b[k:k + 1]
+        q = p_score if self.score_unused else p_score[k:k + 1]
+        log_p = (torch.log_softmax(self.weights, 0)[k]
+                 + (scored * torch.log(q) + (1 - scored) * torch.log1p(-q)).sum())
+        grad_w, grad_p = torch.autograd.grad(-d * log_p, [self.weights, self.probabilities])
+        self.opt.zero_grad(set_to_none=True)
+        self.weights.grad, self.probabilities.grad, self.magnitudes.grad = grad_w, grad_p, grad_mag.to(
+            self.magnitudes)
+        self.opt.step()
+        with torch.no_grad():
+            self.probabilities.clamp_(0, 1)
+            self.magnitudes.clamp_(0, 1)
+        self.num_updates += 1
 
     # -- trajectory, export, checkpoint ------------------------------------------------------------
     def log_items(self, top: int = 5) -> Tuple[Dict[str, float], Dict[str, str]]:
