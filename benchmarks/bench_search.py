@@ -76,7 +76,7 @@ def main() -> None:
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
     from mmengine.config import Config
 
-    import det_autoaug  # noqa: F401
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers the search hook)
     from det_autoaug.data.det_digits import ensure_det_digits
 
     data_root = str(ensure_det_digits()) + '/'

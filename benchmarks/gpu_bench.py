@@ -85,10 +85,11 @@ def random_batch(n: int, size: int, boxes_per_image: int, gen: torch.Generator) 
 
 # -- 1. batch augment ------------------------------------------------------------------------------
 def mmdet_pipeline(images: Tensor, boxes: Sequence[Tensor]) -> Callable[[], None]:
-    """One pass of mmdet's per-image pipeline (``PolicyAugment`` from mmdet's TRANSFORMS, registered by
-    ``import det_autoaug`` where mmdet is installed) over the batch."""
+    """One pass of mmdet's per-image pipeline (``PolicyAugment`` from mmdet's TRANSFORMS) over the batch."""
     from mmdet.registry import TRANSFORMS
     from mmdet.structures.bbox import HorizontalBoxes
+
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment)
     transform = TRANSFORMS.build(dict(type='PolicyAugment', policy='autoaug_det_v0', channel_order='rgb'))
     np_images = [img.permute(1, 2, 0).contiguous().numpy() for img in images]
 

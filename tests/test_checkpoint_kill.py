@@ -32,7 +32,7 @@ CHILD = textwrap.dedent('''
     torch.set_num_threads(1)
     from mmengine.config import Config
     from mmengine.runner import Runner
-    import det_autoaug  # noqa: F401  (registers the hook; makes checkpoints crash-safe)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook; makes checkpoints crash-safe)
     from det_helpers import search_runner_cfg
 
     data, work_dir, mode = sys.argv[1:4]

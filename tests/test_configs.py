@@ -46,14 +46,14 @@ def load(path: str) -> Config:
 
 @pytest.fixture(scope='module')
 def registered():
-    import det_autoaug  # noqa: F401  (custom_imports does the same)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (custom_imports does the same)
     from mmdet.registry import MODELS, TRANSFORMS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)  # as the configs' default_scope='mmdet'
     from mmengine.registry import HOOKS
     missing = [name for name, reg in (('PolicyAugment', TRANSFORMS), ('BatchPolicyAugment', MODELS),
                                       ('DDASSearchHook', HOOKS)) if reg.get(name) is None]
-    assert not missing, f'importing det_autoaug does not register {missing}'
+    assert not missing, f'importing det_autoaug.mmdet_plugins does not register {missing}'
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +83,7 @@ def test_every_config_loads(path, registered):
     cfg = load(path)
     if path in TRAINING_CONFIGS:
         assert cfg.get('model') is not None, f'{path} has no model'
-        assert 'det_autoaug' in cfg.get('custom_imports', {}).get('imports', []) or \
+        assert 'det_autoaug.mmdet_plugins' in cfg.get('custom_imports', {}).get('imports', []) or \
             path.endswith(('retinanet_slim_digits.py', 'faster-rcnn_slim_digits.py', 'centernet_slim_digits.py',
                            'centernet_slim_digits_handpicked.py'))
 
@@ -211,7 +211,7 @@ def shrink_for_cpu(cfg: Config, detector: str, digits: Path, work_dir: Path) -> 
 def test_stock_mmdet_config_plus_recipe_trains_two_iterations(detector, recipe, digits, tmp_path, registered):
     from mmengine.runner import Runner
     cfg = Config.fromfile(str(user_config(tmp_path, detector, recipe)))
-    assert cfg.custom_imports == dict(imports=['det_autoaug'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
     shrink_for_cpu(cfg, detector, digits, tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
     runner._experiment_name = f'{detector}_{recipe}_{tmp_path.name}'

@@ -1,5 +1,6 @@
-"""The ops, the policies and the search core import and run without OpenMMLab; with it, importing
-the package still registers the plugins."""
+"""The ops, the policies and the search core import and run without OpenMMLab, and importing them
+imports none of it where it is installed; det_autoaug.mmdet_plugins registers the plugins and makes
+checkpoints safe to resume, and ``custom_imports=dict(imports=['det_autoaug'])`` still does both."""
 from __future__ import annotations
 
 import subprocess
@@ -61,14 +62,72 @@ print('ok')
 '''
 
 
-def test_core_imports_and_runs_without_openmmlab():
-    proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=120)
+def run_python(script: str) -> None:
+    proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-3000:]
 
 
-def test_with_openmmlab_the_package_registers_its_plugins():
-    import det_autoaug
-    from mmdet.registry import TRANSFORMS
+def test_core_imports_and_runs_without_openmmlab():
+    run_python(SCRIPT)
+
+
+def test_the_core_imports_no_openmmlab_where_it_is_installed():
+    """Issue 17 item 2's acceptance command, with the policies added."""
+    run_python("import sys, det_autoaug.ops, det_autoaug.search, det_autoaug.policy; "
+               "assert not any(m.split('.')[0] in ('mmdet', 'mmengine', 'mmcv') for m in sys.modules); print('ok')")
+
+
+# enable_safe_resume wraps mmengine's save_checkpoint and replaces HistoryBuffer's pickling.
+CHECKS = '''
+def safe_resume_installed():
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner import runner
+    return (getattr(runner.save_checkpoint, '_det_autoaug_atomic', False)
+            and getattr(HistoryBuffer.__getstate__, '__module__', None) == 'det_autoaug.utils.checkpoint')
+
+
+def registered():
+    from mmdet.registry import MODELS, TRANSFORMS
     from mmengine.registry import HOOKS
-    assert det_autoaug.WITH_OPENMMLAB and 'mmdet_plugins' in det_autoaug.__all__
-    assert TRANSFORMS.get('PolicyAugment') is not None and HOOKS.get('DDASSearchHook') is not None
+    return all(registry.get(name) is not None for name, registry in (
+        ('PolicyAugment', TRANSFORMS), ('DARotate', TRANSFORMS), ('BatchPolicyAugment', MODELS),
+        ('DDASSearchHook', HOOKS)))
+'''
+
+
+def test_plain_import_stays_light_and_mmdet_plugins_registers():
+    run_python(CHECKS + f'''
+import sys
+import det_autoaug
+assert det_autoaug.WITH_OPENMMLAB and 'mmdet_plugins' not in det_autoaug.__all__
+leaked = sorted(m for m in sys.modules if m.split('.')[0] in {OPENMMLAB!r})
+assert not leaked, leaked
+assert not safe_resume_installed(), 'import det_autoaug patched mmengine'
+import det_autoaug.mmdet_plugins
+assert registered() and safe_resume_installed()
+print('ok')
+''')
+
+
+def test_custom_imports_det_autoaug_still_registers(tmp_path):
+    """Configs that name the package, not det_autoaug.mmdet_plugins: mmengine's loader imports it."""
+    config = tmp_path / 'user_config.py'
+    config.write_text("custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)\n")
+    run_python(CHECKS + f'''
+from mmengine.config import Config
+Config.fromfile({str(config)!r})
+import det_autoaug
+assert det_autoaug.WITH_OPENMMLAB and 'mmdet_plugins' in det_autoaug.__all__
+assert registered() and safe_resume_installed()
+print('ok')
+''')
+
+
+def test_building_the_search_hook_makes_resume_safe():
+    run_python(CHECKS + '''
+from det_autoaug.search.hook import DDASSearchHook
+assert not safe_resume_installed()
+DDASSearchHook()
+assert safe_resume_installed()
+print('ok')
+''')

@@ -493,7 +493,7 @@ def test_trivialaugment_in_policy_augment_moves_boxes_with_the_image(tmp_path):
     import cv2
     from mmdet.registry import TRANSFORMS
     from mmdet.structures.bbox import HorizontalBoxes
-    import det_autoaug  # noqa: F401  (registers PolicyAugment)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment)
     from det_helpers import make_digits
 
     root = make_digits(tmp_path / 'digits', train=1, val=1, test=1)
@@ -550,7 +550,7 @@ def test_trivialaugment_in_batch_policy_augment_is_seeded():
     from mmdet.structures import DetDataSample
     from mmdet.structures.bbox import HorizontalBoxes
     from mmengine.structures import InstanceData
-    import det_autoaug  # noqa: F401  (registers BatchPolicyAugment)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers BatchPolicyAugment)
     from det_autoaug.policy import TrivialAugmentPolicy
 
     def run(policy):

@@ -16,7 +16,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, OPTIM_WRAPPERS
 from mmengine.runner import Runner
 
-import det_autoaug  # noqa: F401  (registers the hook)
+import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook)
 from det_autoaug.policy.policy_file import load_policy_file
 from det_autoaug.search.batch_augment import augment_batch
 from det_autoaug.search.hook import DDASSearchHook, default_val_pipeline

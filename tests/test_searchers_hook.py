@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-import det_autoaug  # noqa: F401  (registers the hook and transforms)
+import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook and transforms)
 from det_autoaug.mmdet_plugins.transforms import PolicyAugment
 from det_autoaug.policy.policy_file import load_policy_file
 from det_autoaug.search.hook import DDASSearchHook

@@ -28,7 +28,7 @@ import search_cls  # noqa: E402
 import search_det  # noqa: E402
 import train_det  # noqa: E402
 
-import det_autoaug  # noqa: E402,F401  (registers PolicyAugment, BatchPolicyAugment, DDASSearchHook)
+import det_autoaug.mmdet_plugins  # noqa: E402,F401  (registers PolicyAugment, BatchPolicyAugment, DDASSearchHook)
 from det_autoaug.policy import SearchedPolicy  # noqa: E402
 from det_autoaug.policy.policy_file import save_policy_file  # noqa: E402
 from det_autoaug.ops.spaces import get_space  # noqa: E402
@@ -183,7 +183,7 @@ def test_train_det_trains_a_stock_config_with_a_searched_policy(digits, tmp_path
     assert runner.iter == 3  # 12 images, batch 4, 1 epoch
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
     dumped = Config.fromfile(str(tmp_path / 'work' / config.name))
-    assert 'det_autoaug' in dumped.custom_imports['imports']
+    assert 'det_autoaug.mmdet_plugins' in dumped.custom_imports['imports']
 
 
 # ------------------------------------------------------------------------------- search_det
@@ -201,7 +201,7 @@ def test_search_hook_is_added_to_a_config_without_one_keeping_its_hooks():
     search_det.add_search_hook(cfg)
     search_det.add_custom_import(cfg)
     assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'DDASSearchHook']
-    assert cfg.custom_imports['imports'] == ['det_autoaug']
+    assert cfg.custom_imports['imports'] == ['det_autoaug.mmdet_plugins']
 
     cfg = Config.fromfile(str(ROOT / 'configs/digits/retinanet_slim_digits_ddas.py'))  # has one: unchanged
     assert search_det.add_search_hook(cfg) is False and types(cfg.custom_hooks) == ['DDASSearchHook']
@@ -351,7 +351,7 @@ def test_readme_config_side_pipeline_inserts_the_policy_after_the_flip(tmp_path)
     assert [t['type'] for t in pipeline] == [t['type'] for t in stock[:4]] + ['PolicyAugment', 'PackDetInputs']
     from mmengine.registry import init_default_scope
     from mmdet.registry import TRANSFORMS
-    import det_autoaug  # noqa: F401  (what custom_imports does)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (what custom_imports does)
     init_default_scope('mmdet')
     transform = TRANSFORMS.build(pipeline[4])
     assert type(transform).__name__ == 'PolicyAugment' and transform.policy.name == 'autoaug_det_v0'

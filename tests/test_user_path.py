@@ -25,7 +25,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-import det_autoaug  # noqa: F401  (registers the transforms and BatchPolicyAugment)
+import det_autoaug.mmdet_plugins  # noqa: F401  (registers the transforms and BatchPolicyAugment)
 from det_autoaug.mmdet_plugins.batch_augment import IMAGENET_MEAN, IMAGENET_STD, BatchPolicyAugment
 from det_autoaug.mmdet_plugins.transforms import PolicyAugment
 from det_autoaug.policy.policy import (SearchedPolicy, build_policy, export_mmdet_autoaugment,

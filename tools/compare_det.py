@@ -219,7 +219,7 @@ def _augmentation(arm: str, policy_path: Optional[str]) -> List[dict]:
 def _common(cfg, *, data_root: str, scale: int, epochs: int, seed: int, work_dir: Path, num_workers: int,
             name: str, iters_per_epoch: int) -> None:
     """Settings shared by every training run and the search: data, schedule, logging, no val."""
-    cfg.custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+    cfg.custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
     _set_data(cfg, data_root)
     _set_scale(cfg.train_dataloader.dataset.pipeline, scale)
     _set_scale(cfg.test_dataloader.dataset.pipeline, scale)
@@ -419,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if settings['threads'] is not None:
         import torch
         torch.set_num_threads(settings['threads'])
-    import det_autoaug  # noqa: F401  (registers PolicyAugment and the search hook)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and the search hook)
     from det_autoaug.data.det_digits import ensure_det_digits
 
     work_dir = Path(args.work_dir or Path('work_dirs') / 'compare_det').resolve()  # relative to the current directory

@@ -162,7 +162,7 @@ def _init_worker(device: str) -> None:
     torch.set_num_threads(1)
     from search_det import select_device  # sets CUDA_VISIBLE_DEVICES='' for 'cpu' before torch uses CUDA
     select_device(device)
-    import det_autoaug  # noqa: F401  (registers PolicyAugment and the search hook)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and the search hook)
 
 
 def tasks_for(setting: Dict[str, Any], searchers: Sequence[str], ground: bool, work_dir: str) -> List[tuple]:
@@ -255,7 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     device = select_device(args.device)
     import torch
     torch.set_num_threads(1)
-    import det_autoaug  # noqa: F401
+    import det_autoaug.mmdet_plugins  # noqa: F401
     from det_autoaug.data.det_digits import ensure_det_digits
     from det_autoaug.utils.json_file import write_json_atomic
 

@@ -281,7 +281,7 @@ def add_search_hook(cfg) -> bool:
     return True
 
 
-def add_custom_import(cfg, module: str = 'det_autoaug') -> None:
+def add_custom_import(cfg, module: str = 'det_autoaug.mmdet_plugins') -> None:
     """Make ``custom_imports`` import ``module`` too (the dumped config then runs in mmdet's own tools)."""
     imports = dict(cfg.get('custom_imports') or {})
     names = imports.get('imports') or []
@@ -321,7 +321,7 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    import det_autoaug  # noqa: F401  (registers the hook and transforms)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook and transforms)
 
     config = resolve_config(args.config) if args.config else DEFAULT_CONFIG
     cfg = Config.fromfile(str(config))

@@ -18,8 +18,8 @@ stock config trains with it as it is, with no pipeline written out.
 
 ``--policy`` is a published name (``autoaug_det_v0`` .. ``autoaug_det_v3``, ``trivialaugment``)
 or a policy file written by tools/search_det.py; the file is read and checked before anything is
-built, and goes into the config by its absolute path. ``custom_imports`` gains ``det_autoaug``,
-so the config dumped into the work dir runs with mmdet's own tools too.
+built, and goes into the config by its absolute path. ``custom_imports`` gains
+``det_autoaug.mmdet_plugins``, so the config dumped into the work dir runs with mmdet's own tools too.
 
 Defaults as in mmdet's tools/train.py: the work dir is ``./work_dirs/<config name>`` in the
 current directory, ``--resume`` alone resumes from the latest checkpoint there.
@@ -179,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    import det_autoaug  # noqa: F401  (registers PolicyAugment and BatchPolicyAugment)
+    import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and BatchPolicyAugment)
 
     config = resolve_config(args.config)
     policy = resolve_policy(args.policy)

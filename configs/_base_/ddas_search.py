@@ -9,7 +9,7 @@
 # The training pipeline must not augment (no RandomFlip/PolicyAugment needed: the hook makes
 # the augmented copies itself). The policy file (policy.json in the work dir) is what
 # PolicyAugment / BatchPolicyAugment read: policy='work_dirs/<run>/policy.json'.
-custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 custom_hooks = [
     dict(

@@ -26,6 +26,6 @@
 # mmengine evaluates a base file on its own, so `{{_base_.batch_policy_augment}}` is always the
 # dict built here, whatever the including config assigns afterwards (this file therefore defines
 # no policy-name variable to override).
-custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 batch_policy_augment = dict(type='BatchPolicyAugment', policy='autoaug_det_v0')

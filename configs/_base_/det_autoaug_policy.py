@@ -23,7 +23,7 @@
 # including config assigns afterwards (this file therefore defines no policy-name variable to
 # override). PolicyAugment checks the policy when the dataset is built. With another pipeline,
 # write it out with a PolicyAugment after RandomFlip.
-custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 # mmdet's standard COCO training pipeline (configs/_base_/datasets/coco_detection.py), split
 # where the policy goes: after RandomFlip, before PackDetInputs.

@@ -3,7 +3,7 @@
 # policy_file: the policy.json the search wrote; edit it here or set the environment variable
 # DET_AUTOAUG_POLICY (mmengine substitutes it when the config is read).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 policy_file = '{{$DET_AUTOAUG_POLICY:work_dirs/retinanet_r50_fpn_ddas_search_coco/policy.json}}'
 train_pipeline = [

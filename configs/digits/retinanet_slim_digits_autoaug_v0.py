@@ -1,7 +1,7 @@
 # Slim RetinaNet on the digits, with AutoAugment-for-detection policy v0 in the CPU pipeline.
 # To train with a searched policy instead, set det_autoaug_policy to the policy file.
 _base_ = './retinanet_slim_digits.py'
-custom_imports = dict(imports=['det_autoaug'], allow_failed_imports=False)
+custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 det_autoaug_policy = 'autoaug_det_v0'
 train_pipeline = [

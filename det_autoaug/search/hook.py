@@ -49,6 +49,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.spaces import get_space
+from ..utils.checkpoint import enable_safe_resume
 from .searchers import SEARCHERS, build_searcher
 from .searchers.base import SearchContextMixin
 from .grad_buffers import FlatGradBuffers
@@ -176,6 +177,9 @@ class DDASSearchHook(SearchContextMixin, Hook):
         # model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 3 per step; 2 with reward="val_loss")
         self.model_forwards = 0
         self.phase_seconds: Dict[str, float] = {}
+        # A search is resumed from the runner's checkpoints, also when the hook is built without
+        # importing det_autoaug.mmdet_plugins: make them loadable and crash-safe (idempotent).
+        enable_safe_resume()
 
     # ------------------------------------------------------------------ set-up
     def before_run(self, runner) -> None:

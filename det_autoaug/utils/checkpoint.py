@@ -31,7 +31,8 @@ checkpoint and, the search being deterministic, ends exactly as an uninterrupted
 (``tests/test_checkpoint_kill.py`` kills one with SIGKILL in the middle of a write). A kill
 during a write leaves ``<name>.part``, which the resumed run's save of that name replaces.
 
-:func:`enable_safe_resume` installs both; the package calls it when imported with OpenMMLab.
+:func:`enable_safe_resume` installs both; importing :mod:`det_autoaug.mmdet_plugins` or
+:mod:`det_autoaug.cls` calls it, and so does building ``DDASSearchHook``.
 """
 from __future__ import annotations
 
