@@ -107,7 +107,8 @@ def posterize(x: Tensor, m: Tensor) -> Tensor:
     """Keep the ``8 - round(m)`` high bits (at least one): ``floor(x / 2^s) * 2^s``."""
     shift = _per_sample(m).detach().round().clamp(0, 7)
     q = torch.pow(2.0, shift).to(x.dtype)
-    return torch.floor(x / q) * q
+    # s = 0 keeps every bit: the identity, also for fractional levels, which floor would truncate.
+    return torch.where(shift > 0, torch.floor(x / q) * q, x)
 
 
 def solarize(x: Tensor, m: Tensor) -> Tensor:
