@@ -80,7 +80,7 @@ def test_every_sub_policy_and_slot_has_its_own_probability_and_magnitude():
     assert abs(dada.apply_prob() - 0.75) < 1e-6  # two slots at p = 0.5
     assert dada.op_probs() == pytest.approx({'Rotate': 1 / 3, 'Color': 1 / 3, 'FlipLR': 1 / 3})
 
-    toy = Toy(DADASearcher(TOY_ENTRIES, lr=0.05, score_unused=False))
+    toy = Toy(DADASearcher(TOY_ENTRIES, lr=0.05, score_unused=False, baseline_decay=None))
     p0, m0 = toy.searcher.probabilities.detach().clone(), toy.searcher.magnitudes.detach().clone()
     toy.run(1)
     k = int(toy.searcher.last_stats['subpolicy'])
@@ -88,7 +88,7 @@ def test_every_sub_policy_and_slot_has_its_own_probability_and_magnitude():
     assert changed.tolist() == [s == k for s in range(len(toy.searcher.pairs))], 'only the drawn sub-policy learns'
     assert not (toy.searcher.magnitudes.detach() != m0)[torch.arange(len(m0)) != k].any()
     # the official estimator scores every sampled decision: every sub-policy's probabilities move
-    toy = Toy(DADASearcher(TOY_ENTRIES, lr=0.05))
+    toy = Toy(DADASearcher(TOY_ENTRIES, lr=0.05, baseline_decay=None))
     p0 = toy.searcher.probabilities.detach().clone()
     toy.run(1)
     assert (toy.searcher.probabilities.detach() != p0).any(1).all()
@@ -96,14 +96,14 @@ def test_every_sub_policy_and_slot_has_its_own_probability_and_magnitude():
 
 def test_probabilities_and_magnitudes_stay_in_the_unit_interval():
     entries = (SpaceEntry('Rotate', 30.0), SpaceEntry('Brightness', 0.5), SpaceEntry('FlipLR', 1.0))
-    toy = Toy(DADASearcher(entries, lr=0.3))
+    toy = Toy(DADASearcher(entries, lr=0.3, baseline_decay=None))
     for _ in range(25):
         toy.run(1)
         for name in ('probabilities', 'magnitudes'):
             value = getattr(toy.searcher, name).detach()
             assert value.min() >= 0 and value.max() <= 1, f'{name} left [0, 1]: {value}'
     p = toy.searcher.probabilities.detach()
-    assert ((p == 0) | (p == 1)).any(), 'lr 0.3 for 25 steps should reach a bound (the clamp was not exercised)'
+    assert ((p == 0) | (p == 1)).any(), 'lr 0.3 for 25 steps of raw d should reach a bound (the clamp was not exercised)'
     assert 0 <= toy.searcher.apply_prob() <= 1
 
 

@@ -11,6 +11,7 @@ of the Fashion-MNIST config (over 3,000 steps), which shows the test can fail.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,96 @@ def test_the_paper_update_leaves_the_band_at_a_raised_learning_rate():
     band = random_walk_band(num_entries, 0.03, steps=3 * STEPS)
     peaks = [null_search(num_entries, seed, steps=3 * STEPS, **kwargs) for seed in SEEDS]
     assert min(peaks) > band, f'the paper update stayed in the band ({band:.2f}): {peaks}'
+
+
+class _NoDDPContext:
+    """What DAAS's and DADA's policy updates need from a search context: one process, no phases."""
+
+    def all_reduce_mean(self, tensors):
+        return tensors
+
+    @contextlib.contextmanager
+    def phase(self, name):
+        yield
+
+
+def shipped_one_sample_settings():
+    """(searcher, space, lr_alpha, lr_beta) of every DAAS search in a shipped config, and the hook
+    defaults for DAAS and DADA (``--searcher daas|dada`` of tools/search_det.py)."""
+    settings = {('daas', 'det_default', 0.005, 0.001): 'hook defaults (daas)',
+                ('dada', 'det_default', None, None): 'hook defaults (dada)'}
+    for path in sorted((REPO / 'configs').rglob('*.py')):
+        if '_base_' in path.parts:
+            continue
+        for hook in Config.fromfile(str(path)).get('custom_hooks', []):
+            if hook.get('searcher') in ('daas', 'daas_joint'):
+                merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
+                merged.update({k: v for k, v in (hook.get('searcher_cfg') or {}).items() if k in HOOK_DEFAULTS})
+                settings.setdefault(('daas', merged['space'], merged['lr_alpha'], merged['lr_beta']), path.name)
+    return settings
+
+
+ONE_SAMPLE = shipped_one_sample_settings()
+
+
+def test_the_shipped_configs_have_daas_settings():
+    assert len(ONE_SAMPLE) >= 4, f'expected the two DAAS-joint configs besides the defaults, found {ONE_SAMPLE}'
+
+
+@pytest.mark.parametrize('key', sorted(ONE_SAMPLE, key=str), ids=lambda key: ONE_SAMPLE[key])
+def test_information_free_outcomes_leave_daas_and_dada_in_the_band(key):
+    """DAAS: paired validation losses whose difference is noise; DADA: a finite-difference derivative
+    that is noise (N(-0.5, 3), as above) and no magnitude gradient. The policy update sees what its
+    sampler drew (entries, applied images; sub-policy and slot draws), as in a search."""
+    from det_autoaug.search.searchers import build_searcher
+    from det_autoaug.search.searchers.dada_published import EPS
+
+    name, space, lr_alpha, lr_beta = key
+    cfg = {} if name == 'dada' else dict(lr_alpha=lr_alpha, lr_beta=lr_beta)
+    peaks = []
+    for seed in SEEDS:
+        searcher = build_searcher(name, get_space(space), cfg)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(STEPS):
+            noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * 3.0 - 0.5
+            if name == 'daas':
+                p = searcher.policy.probs().detach().double()
+                entries = torch.multinomial(p, searcher.policy.ops_per_policy, replacement=True, generator=gen)
+                applied = torch.rand(8, generator=gen) < 0.35
+                before = torch.tensor(2.0, dtype=torch.float64)
+                searcher.update_policy(_NoDDPContext(), before - 0.01 * noise, entries, applied, before)
+            else:
+                w = searcher.subpolicy_probs().detach().double()
+                k = int(torch.multinomial(w, 1, generator=gen))
+                p = searcher.probabilities
+                p_score = p + (p.clamp(EPS, 1 - EPS) - p).detach()
+                b = (torch.rand(p.shape, generator=gen) < p_score.detach()).to(p.dtype)
+                searcher.update_policy(k, b, p_score, noise, torch.zeros_like(searcher.magnitudes))
+        probs = searcher.policy.probs() if name == 'daas' else searcher.subpolicy_probs()
+        peaks.append(float(probs.detach().max()) * len(probs))
+    lr = lr_alpha if name == 'daas' else searcher.opt.param_groups[0]['lr']
+    band = random_walk_band(len(probs), lr)
+    assert max(peaks) <= band, (f'{name} ({ONE_SAMPLE[key]}): max(p) * N reached {peaks} over seeds {SEEDS} after '
+                                f'{STEPS} information-free steps; the random-walk band is {band:.2f}')
+
+
+def test_published_dada_without_a_baseline_leaves_the_band():
+    """The same information-free run with ``baseline_decay=None`` (the official update): shows the
+    DADA check above can fail."""
+    from det_autoaug.search.searchers import build_searcher
+    from det_autoaug.search.searchers.dada_published import EPS
+
+    peaks = []
+    for seed in SEEDS:
+        searcher = build_searcher('dada', get_space('det_default'), dict(baseline_decay=None))
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(STEPS):
+            noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * 3.0 - 0.5
+            k = int(torch.multinomial(searcher.subpolicy_probs(), 1, generator=gen))
+            p = searcher.probabilities
+            p_score = p + (p.clamp(EPS, 1 - EPS) - p).detach()
+            b = (torch.rand(p.shape, generator=gen) < p_score.detach()).to(p.dtype)
+            searcher.update_policy(k, b, p_score, noise, torch.zeros_like(searcher.magnitudes))
+        peaks.append(float(searcher.subpolicy_probs().max()) * len(searcher.pairs))
+    band = random_walk_band(len(searcher.pairs), searcher.lr)
+    assert min(peaks) > band, f'the published DADA update stayed in the band ({band:.2f}): {peaks}'
