@@ -209,7 +209,7 @@ def test_published_policy_keeps_the_batch_consistent():
 
 
 def test_the_kernels_run_on_the_batch_device(monkeypatch):
-    import det_autoaug.policy.policy as policy_module
+    import det_autoaug.policy.apply as policy_module  # where BatchPolicyAugment finds apply_chains_torch
     seen = []
     real = policy_module.apply_chains_torch
 

@@ -206,7 +206,7 @@ class DAClsPolicy(_SeededTransform):
 
     Args:
         policy: a policy-file path or a published policy name
-            (:func:`det_autoaug.policy.policy.build_policy`).
+            (:func:`det_autoaug.policy.sampling.build_policy`).
         schedule: use the file's trajectory as a per-epoch schedule (the DDAS schedule): the
             current epoch and ``max_epochs`` are read from mmengine's ``MessageHub``. Needs
             ``num_workers=0`` or non-persistent workers (forked after each epoch starts).
@@ -214,7 +214,7 @@ class DAClsPolicy(_SeededTransform):
     """
 
     def __init__(self, policy: str, schedule: bool = False) -> None:
-        from ..policy.policy import build_policy
+        from ..policy.sampling import build_policy
         self.policy_spec = policy
         self.policy = build_policy(policy)
         self.schedule = bool(schedule)
@@ -223,7 +223,7 @@ class DAClsPolicy(_SeededTransform):
                              'to schedule; use schedule=False')
 
     def transform(self, results: Dict) -> Dict:
-        from ..policy.policy import apply_chains_torch
+        from ..policy.apply import apply_chains_torch
         epoch = max_epochs = None
         if self.schedule:
             hub = MessageHub.get_current_instance()

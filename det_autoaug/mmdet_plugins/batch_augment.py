@@ -32,7 +32,7 @@ For each image it
 3. un-normalises it to the 0..255 pixel scale with the preprocessor's ``mean``/``std`` and
    converts it to RGB if the preprocessor's output is BGR;
 4. applies the chain of ops the policy draws for it (:meth:`Policy.sample_chain`), via the
-   batched torch kernels (:func:`det_autoaug.policy.policy.apply_chains_torch`) on the batch's
+   batched torch kernels (:func:`det_autoaug.policy.apply.apply_chains_torch`) on the batch's
    device;
 5. re-normalises and writes it back into its crop. The padding is never written, so it keeps
    the pad value the preprocessor used.
@@ -49,7 +49,7 @@ Randomness: one CPU ``torch.Generator`` draws every chain and every op parameter
 ``seed=None`` its seed is drawn from torch's global generator on the first call, so a run
 seeded by mmengine (``randomness=dict(seed=...)``) is reproducible; an integer ``seed`` fixes
 the stream regardless of the global state. Policy files with a trajectory are followed by
-epoch (the DDAS schedule, :func:`det_autoaug.policy.policy.schedule_index`): the epoch and the
+epoch (the DDAS schedule, :func:`det_autoaug.policy.policy_file.schedule_index`): the epoch and the
 number of training epochs are read from mmengine's ``MessageHub`` (``'epoch'`` and
 ``'max_epochs'``, kept by the runner's ``RuntimeInfoHook``); outside a runner the final policy
 is used.
@@ -148,7 +148,7 @@ class BatchPolicyAugment(nn.Module):
         policy: a published policy name (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``,
             ``'trivialaugment'``), ``dict(name=..., space=...)``, the path of a policy file, or a
             ``PolicyFile``; see
-            :func:`det_autoaug.policy.policy.build_policy`.
+            :func:`det_autoaug.policy.sampling.build_policy`.
         mean: leave ``None``: read from the data preprocessor this module is built in (module
             doc). Given, it must equal the preprocessor's ``mean`` (per channel, in the order of
             its output), else ``ValueError``; used as is outside a preprocessor.
@@ -175,7 +175,7 @@ class BatchPolicyAugment(nn.Module):
                  seed: Optional[int] = None, min_size: float = MIN_SIZE,
                  min_visible: float = MIN_VISIBLE, sanitize_boxes: bool = False) -> None:
         super().__init__()
-        from ..policy.policy import build_policy
+        from ..policy.sampling import build_policy
         if channel_order is not None and channel_order not in CHANNEL_ORDERS:
             raise ValueError(f'channel_order={channel_order!r}: expected one of {CHANNEL_ORDERS} or None')
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -275,7 +275,7 @@ class BatchPolicyAugment(nn.Module):
             ValueError: inputs not a 4-d float tensor, one data sample per image missing,
                 instance masks present, or invalid boxes (unless ``sanitize_boxes``).
         """
-        from ..policy.policy import apply_chains_torch
+        from ..policy.apply import apply_chains_torch
         if not isinstance(inputs, Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
             raise ValueError('BatchPolicyAugment expects the (B, C, H, W) float batch of a data '
                              f'preprocessor, got {getattr(inputs, "shape", type(inputs).__name__)}')

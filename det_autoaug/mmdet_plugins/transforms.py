@@ -4,7 +4,7 @@ The per-op transforms are generated from :data:`det_autoaug.ops.table.OPS` (neve
 hand) and registered into ``mmdet.registry.TRANSFORMS`` as ``'DA' + name`` (``DARotate``,
 ``DAShearX``, ``DATranslateY_Only_BBoxes``, ...), a prefix that cannot clash with mmdet's own
 ``Rotate``/``ShearX``. Both kinds are thin adapters over the cv2 kernels
-(:func:`det_autoaug.ops.cv2_ops.apply_op_np` through :func:`det_autoaug.policy.policy.run_chain_np`).
+(:func:`det_autoaug.ops.cv2_ops.apply_op_np` through :func:`det_autoaug.policy.apply.run_chain_np`).
 
 Shared behaviour:
 
@@ -45,8 +45,9 @@ from mmengine.logging import MessageHub
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.table import MAX_LEVEL, OPS, OpSpec, check_magnitude, get_op
-from ..policy.policy import (ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
-                             build_policy, run_chain_np)
+from ..policy.apply import run_chain_np
+from ..policy.sampling import (ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
+                               build_policy)
 
 #: Prefix of the per-op transform names.
 PREFIX = 'DA'
@@ -349,7 +350,7 @@ class PolicyAugment(BaseTransform):
 
     Args:
         policy: published policy name, ``dict(name=..., space=...)`` or policy-file path
-            (:func:`det_autoaug.policy.policy.build_policy`).
+            (:func:`det_autoaug.policy.sampling.build_policy`).
         train_epochs: number of training epochs, for the schedule of a trajectory (default: the
             runner's ``max_epochs``).
         min_size: geometric ops drop boxes narrower or shorter than this (px).

@@ -3,14 +3,22 @@
 Import-light (torch, numpy, cv2 through the cv2 kernels; no OpenMMLab), so dataloader workers
 and the search can use it. :class:`DetPolicy` applies a policy to ``(image, boxes, labels)`` in
 plain numpy or PyTorch.
+
+Modules: ``sampling`` (the policies and their draws, ``build_policy``), ``apply`` (one chain
+applier per backend: cv2 and batched torch), ``mmdet_export`` (a policy as an mmdet
+``AutoAugment`` config), ``policy_file`` (the JSON file a search writes; its record types in
+``file_schema``, its field checks in ``file_checks``), ``published`` (the published policies),
+``api`` (``DetPolicy``). ``policy`` re-exports what it held before it was split.
 """
-from .api import DetPolicy, describe_steps, run_chain_traced
-from .policy import (TRIVIAL_AUGMENT, ChainStep, Policy, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
-                     apply_chain_np, apply_chains_torch, build_policy, image_generators, run_chain_np, schedule_index,
-                     to_mmdet_autoaugment, trivial_augment_range)
+from .api import DetPolicy, describe_steps
+from .apply import apply_chain_np, apply_chains_torch, image_generators, run_chain_np, run_chain_traced
+from .mmdet_export import to_mmdet_autoaugment
+from . import policy  # noqa: F401  (the module that held sampling, applying and export before the split)
 from .policy_file import (SCHEMA, VERSION, VERSION_SUBPOLICIES, PolicyFile, Snapshot, SubPolicy, SubPolicyOp,
-                          load_policy_file, policy_from_dict, save_policy_file)
+                          load_policy_file, policy_from_dict, save_policy_file, schedule_index)
 from .published import PUBLISHED_POLICIES, get_published
+from .sampling import (TRIVIAL_AUGMENT, ChainStep, Policy, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
+                       build_policy, trivial_augment_range)
 
 __all__ = [
     'DetPolicy', 'describe_steps', 'run_chain_traced',

@@ -7,13 +7,14 @@ As albumentations and torchvision v2 users expect::
     image, boxes, labels = aug(image, boxes, labels)
 
 :class:`DetPolicy` is a thin adapter over the policy layer: :meth:`Policy.sample_chain` draws
-each image's chain, :func:`~det_autoaug.policy.policy.apply_chain_np` (numpy, the cv2 kernels)
-or :func:`~det_autoaug.policy.policy.apply_chains_torch` (torch, the batched kernels, any
+each image's chain, :func:`~det_autoaug.policy.apply.apply_chain_np` (numpy, the cv2 kernels)
+or :func:`~det_autoaug.policy.apply.apply_chains_torch` (torch, the batched kernels, any
 device) applies it; boxes are projected, clipped and filtered by the kernels' one shared rule,
 and labels follow the kept boxes.
 
-:func:`run_chain_traced` and :func:`describe_steps` say which steps of a chain ran (for
-``tools/browse_policy.py``).
+:func:`describe_steps` names the steps of a chain that ran
+(:func:`~det_autoaug.policy.apply.run_chain_traced`, re-exported here, says which), for
+``tools/browse_policy.py``.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from torch import Tensor
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE, check_boxes
 from ..ops.table import MAX_LEVEL, get_op
-from .policy import (ChainStep, Policy, PolicySpec, _step_params, apply_chain_np, apply_chains_torch, build_policy,
-                     run_chain_np)
+from .apply import apply_chain_np, apply_chains_torch
+from .apply import run_chain_traced  # noqa: F401  (defined here before the numpy appliers became one)
+from .sampling import ChainStep, Policy, PolicySpec, build_policy
 
 
 def _boxes_tensor(boxes: Any, name: str) -> Tensor:
@@ -117,7 +119,7 @@ class DetPolicy:
     Args:
         policy: ``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``, ``'trivialaugment'``, a policy-file
             path, a dict or a :class:`Policy` (anything
-            :func:`~det_autoaug.policy.policy.build_policy` accepts).
+            :func:`~det_autoaug.policy.sampling.build_policy` accepts).
         seed: seed of the instance's generator, or ``None``.
         train_epochs: training epochs, for a searched policy's trajectory schedule (then pass
             ``epoch`` to each call); ``None``: the final policy is used.
@@ -223,51 +225,6 @@ class DetPolicy:
 
     def __repr__(self) -> str:
         return f'DetPolicy({self.policy!r}, seed={self.seed})'
-
-
-def _step_acts(step: ChainStep, image: np.ndarray, boxes: np.ndarray, generator: Optional[torch.Generator],
-               box_prob: Optional[float]) -> bool:
-    """Whether :func:`run_chain_np` runs ``step`` next (a bbox-only step: on at least one box).
-
-    The draws of :func:`run_chain_np` itself (``_step_params``), made from a copy of the generator.
-    """
-    probe = torch.Generator()
-    probe.set_state(generator.get_state() if generator is not None else torch.get_rng_state())
-    spec = get_op(step.op)
-    params = _step_params(spec, step, image.shape[0], image.shape[1], torch.from_numpy(boxes), probe, box_prob)
-    return params is not None and (not spec.bbox_only or bool(params.box_mask[0].any()))
-
-
-def run_chain_traced(image: np.ndarray, boxes: Optional[np.ndarray], chain: Sequence[ChainStep],
-                     generator: Optional[torch.Generator], *, box_prob: Optional[float] = None,
-                     min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE
-                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, List[ChainStep]]:
-    """:func:`~det_autoaug.policy.policy.run_chain_np`, step by step, that also says which steps acted.
-
-    The same draws in the same order, so the same result as one call with the whole chain.
-
-    Args:
-        image, boxes, chain, generator, box_prob, min_size, min_visible: as :func:`run_chain_np`.
-
-    Returns:
-        ``(image, boxes, keep, matrix, applied)``: those of :func:`run_chain_np`, and the steps
-        that ran, in order (a bbox-only step only when it selected a box).
-    """
-    boxes = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, dtype=np.float32)
-    keep = np.ones(len(boxes), dtype=bool)
-    matrix = np.eye(3)
-    applied: List[ChainStep] = []
-    out = image
-    for step in chain:
-        if _step_acts(step, out, boxes, generator, box_prob):
-            applied.append(step)
-        out, boxes, step_keep, step_matrix = run_chain_np(out, boxes, [step], generator, box_prob=box_prob,
-                                                          min_size=min_size, min_visible=min_visible)
-        keep[np.flatnonzero(keep)[~step_keep]] = False
-        matrix = step_matrix @ matrix
-    if out is image:
-        out = image.copy()
-    return out, boxes, keep, matrix, applied
 
 
 def describe_steps(steps: Sequence[ChainStep]) -> str:
