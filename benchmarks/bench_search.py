@@ -2,7 +2,7 @@
 """Cost of a DDAS search step relative to a plain training step, same detector, same batches.
 
 Runs the slim RetinaNet of configs/digits/retinanet_slim_digits.py through mmengine's Runner
-with ``DDASSearchHook`` (K = ``--k``), alternating a plain ``train_step`` and a search step on
+with ``PolicySearchHook`` (K = ``--k``), alternating a plain ``train_step`` and a search step on
 consecutive batches (``--iters`` of each), so that both are timed under the same machine load.
 Data loading is excluded, the first ``--warmup`` steps of each kind are dropped, and the search
 step is broken down into the hook's phases.
@@ -44,11 +44,13 @@ def run(cfg, iters: int, warmup: int):
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
+    from det_autoaug.search.hook import PolicySearchHook
+
     class Alternate(Hook):
-        priority = 'LOWEST'  # after DDASSearchHook.before_run has installed its search_step
+        priority = 'LOWEST'  # after PolicySearchHook.before_run has installed its search_step
 
         def before_run(self, runner):
-            search = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook'][0]
+            search = [h for h in runner.hooks if isinstance(h, PolicySearchHook)][0]
             plain_step, search_step = search._original_train_step, search.search_step
             self.times = {'plain': [], 'search': []}
 
@@ -66,7 +68,7 @@ def run(cfg, iters: int, warmup: int):
     timer = Alternate()
     runner.register_hook(timer, priority='LOWEST')
     runner.train()
-    hook = [h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook'][0]
+    hook = [h for h in runner.hooks if isinstance(h, PolicySearchHook)][0]
     return timer.times['plain'][warmup:], timer.times['search'][warmup:], hook
 
 
@@ -95,8 +97,9 @@ def main() -> None:
     base.log_level = 'WARNING'
     with tempfile.TemporaryDirectory() as tmp:
         base.work_dir = tmp
-        base.custom_hooks = [dict(type='DDASSearchHook', space='det_default', num_policies=args.k,
-                                  val_fraction=0.2, snapshot_interval=args.iters, searcher=args.searcher)]
+        searcher = dict(type=args.searcher, **(dict(num_policies=args.k) if args.searcher == 'ddas' else {}))
+        base.custom_hooks = [dict(type='PolicySearchHook', searcher=searcher, space='det_default', val_fraction=0.2,
+                                  snapshot_interval=args.iters)]
         base.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
         plain_times, search_times, hook = run(base, 2 * args.iters, args.warmup)
     t_plain, t_search = statistics.median(plain_times), statistics.median(search_times)

@@ -9,14 +9,14 @@ no mmengine, mmdet or mmcv, so they start fast and run on machines without OpenM
 Everything that touches OpenMMLab lives in two packages, imported explicitly:
 
 - :mod:`det_autoaug.mmdet_plugins` registers the ``DA<op>`` transforms and ``PolicyAugment``
-  (``TRANSFORMS``), ``BatchPolicyAugment`` (``MODELS``) and ``DDASSearchHook`` (``HOOKS``) into
+  (``TRANSFORMS``), ``BatchPolicyAugment`` (``MODELS``) and ``PolicySearchHook`` (``HOOKS``) into
   MMDetection's registries: ``custom_imports=dict(imports=['det_autoaug.mmdet_plugins'])`` in a
   config, or ``import det_autoaug.mmdet_plugins`` in a script;
 - :mod:`det_autoaug.cls` registers the classification datasets, models, transforms and metric.
 
 Both also let mmengine resume checkpoints under torch >= 2.6 with ``weights_only`` kept on and
 make checkpoint writes crash-safe (:func:`det_autoaug.utils.checkpoint.enable_safe_resume`), as
-``DDASSearchHook`` does when it is built.
+``PolicySearchHook`` does when it is built.
 
 ``custom_imports=dict(imports=['det_autoaug'])`` keeps working: when mmengine is already imported
 (always the case while mmengine's config loader runs ``custom_imports``, and in scripts that

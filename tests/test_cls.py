@@ -133,7 +133,7 @@ def test_tiny_search_then_training_runs(fashion_root, tmp_path):
     data = [f'{key}.dataset.data_root={fashion_root}' for key in ('train_dataloader', 'test_dataloader')]
     policy = search_cls.main([
         '--device', 'cpu', '--work-dir', str(tmp_path / 'search'), '--cfg-options', *data[:1],
-        'train_dataloader.dataset.subset=64', 'train_cfg.max_epochs=1', 'custom_hooks.0.num_policies=2'])
+        'train_dataloader.dataset.subset=64', 'train_cfg.max_epochs=1', 'custom_hooks.0.searcher.num_policies=2'])
     loaded = load_policy_file(policy)
     assert len(loaded.probs) == 52 and loaded.space == 'ddas_cifar'
     assert [s.epoch for s in loaded.trajectory] == [1] and loaded.meta['iterations'] == 1

@@ -52,7 +52,8 @@ def registered():
     register_all_modules(init_default_scope=True)  # as the configs' default_scope='mmdet'
     from mmengine.registry import HOOKS
     missing = [name for name, reg in (('PolicyAugment', TRANSFORMS), ('BatchPolicyAugment', MODELS),
-                                      ('DDASSearchHook', HOOKS)) if reg.get(name) is None]
+                                      ('PolicySearchHook', HOOKS), ('DDASSearchHook', HOOKS))
+               if reg.get(name) is None]
     assert not missing, f'importing det_autoaug.mmdet_plugins does not register {missing}'
 
 
@@ -123,10 +124,10 @@ def test_batch_fragment_states_no_normalisation_and_no_policy_variable(registere
 def test_search_configs_build_their_hook(path, registered):
     from mmengine.registry import HOOKS
     cfg = load(path)
-    hooks = [h for h in cfg.custom_hooks if h.type == 'DDASSearchHook']
+    hooks = [h for h in cfg.custom_hooks if h.type in ('PolicySearchHook', 'DDASSearchHook')]
     assert len(hooks) == 1
     assert pipeline_types(cfg.train_dataloader.dataset.pipeline).count('PolicyAugment') == 0
-    assert type(HOOKS.build(copy.deepcopy(hooks[0]))).__name__ == 'DDASSearchHook'
+    assert type(HOOKS.build(copy.deepcopy(hooks[0]))).__name__ == hooks[0].type
 
 
 @pytest.mark.parametrize('path', [c for c in TRAINING_CONFIGS if c.startswith('configs/digits/')])

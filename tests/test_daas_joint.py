@@ -325,8 +325,8 @@ def test_gpu_configs_load_and_build_their_supernet():
     from mmengine.registry import MODELS
     search = Config.fromfile(str(CONFIGS / 'choicenet_cifar10_daas_joint.py'))
     train = Config.fromfile(str(CONFIGS / 'choicenet_cifar10_train.py'))
-    assert search.custom_hooks[0]['searcher'] == 'daas_joint'
-    assert search.custom_hooks[0]['searcher_cfg']['tau_decay'] ** 19550 == pytest.approx(0.01, rel=0.01)
+    assert search.custom_hooks[0]['searcher']['type'] == 'DAASJoint'
+    assert search.custom_hooks[0]['searcher']['tau_decay'] ** 19550 == pytest.approx(0.01, rel=0.01)
     net = MODELS.build(search.model.backbone)
     assert len(net.choice_blocks()) == 9 and tuple(net.candidate_names) == CANDIDATE_NAMES
     assert train.model.backbone['type'] == 'DAChoiceNet' and 'arch' not in train.model.backbone
@@ -354,7 +354,7 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, work_dir: str)
                                  broadcast_buffers=False)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'PolicySearchHook')
     torch.save(dict(state=hook.searcher.state_dict(), steps=hook.search_steps), Path(work_dir) / f'rank{rank}.pt')
     torch.distributed.destroy_process_group()
 

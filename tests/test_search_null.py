@@ -21,6 +21,7 @@ from mmengine.config import Config
 
 from det_autoaug.ops.spaces import get_space
 from det_autoaug.search import DDASPolicy
+from det_autoaug.search.hook_cfg import hook_searcher, is_search_hook
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 1000
@@ -30,19 +31,31 @@ HOOK_DEFAULTS = dict(space='det_default', num_policies=3, ops_per_policy=2, init
                      lr_beta=0.001, explore_ratio=1.0, estimator='centred')
 
 
-def shipped_ddas_settings():
-    """Every distinct DDAS setting of a search hook in a shipped config: (space, DDAS kwargs)."""
-    settings = {}
+def shipped_search_hooks():
+    """``(config file name, searcher name, its settings with the space)`` of every search hook in a
+    shipped config, unset settings at the DDAS defaults (which DAAS shares)."""
     for path in sorted((REPO / 'configs').rglob('*.py')):
         if '_base_' in path.parts:
             continue
         for hook in Config.fromfile(str(path)).get('custom_hooks', []):
-            if hook.get('type') != 'DDASSearchHook' or hook.get('searcher', 'ddas') != 'ddas':
+            if not is_search_hook(hook):
                 continue
-            merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
-            merged.update(hook.get('searcher_cfg') or {})
-            key = (merged['space'],) + tuple(merged[k] for k in DDAS_KEYS)
-            settings.setdefault(key, path.name)
+            if hook['type'] == 'DDASSearchHook':  # the former name: the searcher's arguments on the hook
+                merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
+                merged.update(hook.get('searcher_cfg') or {})
+            else:
+                searcher = hook.get('searcher', 'DDAS')
+                searcher = {} if isinstance(searcher, str) else {k: v for k, v in searcher.items() if k != 'type'}
+                merged = dict(HOOK_DEFAULTS, space=hook.get('space', HOOK_DEFAULTS['space']), **searcher)
+            yield path.name, hook_searcher(hook), merged
+
+
+def shipped_ddas_settings():
+    """Every distinct DDAS setting of a search hook in a shipped config: (space, DDAS kwargs)."""
+    settings = {}
+    for name, searcher, merged in shipped_search_hooks():
+        if searcher == 'ddas':
+            settings.setdefault((merged['space'],) + tuple(merged[k] for k in DDAS_KEYS), name)
     return settings
 
 
@@ -111,14 +124,9 @@ def shipped_one_sample_settings():
     defaults for DAAS and DADA (``--searcher daas|dada`` of tools/search_det.py)."""
     settings = {('daas', 'det_default', 0.005, 0.001): 'hook defaults (daas)',
                 ('dada', 'det_default', None, None): 'hook defaults (dada)'}
-    for path in sorted((REPO / 'configs').rglob('*.py')):
-        if '_base_' in path.parts:
-            continue
-        for hook in Config.fromfile(str(path)).get('custom_hooks', []):
-            if hook.get('searcher') in ('daas', 'daas_joint'):
-                merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
-                merged.update({k: v for k, v in (hook.get('searcher_cfg') or {}).items() if k in HOOK_DEFAULTS})
-                settings.setdefault(('daas', merged['space'], merged['lr_alpha'], merged['lr_beta']), path.name)
+    for name, searcher, merged in shipped_search_hooks():
+        if searcher in ('daas', 'daas_joint'):
+            settings.setdefault(('daas', merged['space'], merged['lr_alpha'], merged['lr_beta']), name)
     return settings
 
 

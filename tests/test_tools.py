@@ -193,14 +193,14 @@ def test_search_hook_is_added_to_a_config_without_one_keeping_its_hooks():
            dict(type='PipelineSwitchHook', switch_epoch=280, switch_pipeline=[dict(type='PackDetInputs')])]
     cfg = Config(dict(custom_hooks=own))
     assert search_det.add_search_hook(cfg) is True
-    assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'DDASSearchHook']
+    assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'PolicySearchHook']
     assert cfg.custom_hooks[0] == own[0] and cfg.custom_hooks[1].switch_epoch == 280
     assert search_det.add_search_hook(cfg) is False and len(cfg.custom_hooks) == 3
 
     cfg = stock(STOCK_RTMDET)  # the real thing
     search_det.add_search_hook(cfg)
     search_det.add_custom_import(cfg)
-    assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'DDASSearchHook']
+    assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'PolicySearchHook']
     assert cfg.custom_imports['imports'] == ['det_autoaug.mmdet_plugins']
 
     cfg = Config.fromfile(str(ROOT / 'configs/digits/retinanet_slim_digits_ddas.py'))  # has one: unchanged
@@ -323,11 +323,15 @@ def test_readme_search_hook_lines_keep_or_need_the_stock_hooks(tmp_path):
         path.write_text(f"_base_ = ['{search_det.resolve_config(stock_name)}']\n{imports}\n{line}\n")
         return types(Config.fromfile(str(path)).custom_hooks)
 
-    assert hooks_of(STOCK_RETINANET, plain) == ['DDASSearchHook']
-    assert hooks_of(STOCK_RTMDET, keeping) == ['EMAHook', 'PipelineSwitchHook', 'DDASSearchHook']
-    assert hooks_of(STOCK_RTMDET, plain) == ['DDASSearchHook']  # the trap the README warns about
+    assert hooks_of(STOCK_RETINANET, plain) == ['PolicySearchHook']
+    assert hooks_of(STOCK_RTMDET, keeping) == ['EMAHook', 'PipelineSwitchHook', 'PolicySearchHook']
+    assert hooks_of(STOCK_RTMDET, plain) == ['PolicySearchHook']  # the trap the README warns about
     with pytest.raises(Exception, match='custom_hooks'):
         hooks_of(STOCK_RETINANET, keeping)  # as the README says: needs a base that defines them
+    from mmengine.registry import HOOKS
+    (tmp_path / 'hook_only.py').write_text(f'{plain}\n')
+    hook = HOOKS.build(Config.fromfile(str(tmp_path / 'hook_only.py')).custom_hooks[0])
+    assert hook.searcher.name == 'ddas' and hook.num_policies == 3 and hook.space == 'det_default'
 
 
 def test_readme_train_det_commands_parse_and_find_their_configs():

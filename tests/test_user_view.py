@@ -17,7 +17,7 @@ from det_autoaug.ops.spaces import get_space
 from det_autoaug.ops.table import OPS
 from det_autoaug.policy import (ChainStep, DetPolicy, Policy, apply_chain_np, build_policy, describe_steps,
                                 run_chain_np, run_chain_traced, save_policy_file)
-from det_autoaug.search.hook import DDASSearchHook
+from det_autoaug.search.hook import PolicySearchHook
 from det_autoaug.search.plot import SearchProgress, entry_colours, format_seconds, plot_policy, top_entries
 from det_autoaug.search.searchers import SEARCHERS, build_searcher
 
@@ -72,7 +72,7 @@ def _hub(name: str, max_iters: int, max_epochs: int) -> MessageHub:
     return hub
 
 
-def _run_log(hook: DDASSearchHook, hub: MessageHub, iters: int) -> None:
+def _run_log(hook: PolicySearchHook, hub: MessageHub, iters: int) -> None:
     for i in range(iters):
         hub.update_info('iter', i)  # as RuntimeInfoHook does before each step
         hook.searcher.policy.alpha.data[i % len(hook.entries)] += 0.05  # the policy moves
@@ -83,7 +83,7 @@ def _run_log(hook: DDASSearchHook, hub: MessageHub, iters: int) -> None:
 def test_one_epoch_search_plots_points_within_the_epoch_and_prints_progress(tmp_path, monkeypatch):
     lines = []
     monkeypatch.setattr('det_autoaug.search.hook.print_log', lambda msg, **kw: lines.append(msg))
-    hook = DDASSearchHook(space='det_default')
+    hook = PolicySearchHook(space='det_default')
     hub = _hub('test_user_view_one_epoch', max_iters=40, max_epochs=1)
     _run_log(hook, hub, 40)
     assert hook.searcher.trajectory == [], 'the plot-only points must not enter the trajectory'
@@ -106,7 +106,7 @@ def test_one_epoch_search_plots_points_within_the_epoch_and_prints_progress(tmp_
 
 def test_multi_epoch_search_plots_its_snapshots(tmp_path, monkeypatch):
     monkeypatch.setattr('det_autoaug.search.hook.print_log', lambda msg, **kw: None)
-    hook = DDASSearchHook(space='det_default')
+    hook = PolicySearchHook(space='det_default')
     hub = _hub('test_user_view_two_epochs', max_iters=10, max_epochs=2)
     _run_log(hook, hub, 10)
     hook.searcher.snapshot(1)

@@ -24,7 +24,7 @@ the training pipeline differs:
   (``det_default``, 36 entries) with uniform ``probs``; its ``apply_prob`` is the searched
   policy's final ``s`` of the same seed when the ``ddas`` arm runs (so ``uniform`` and ``ddas``
   differ only in what the search learned about ``p``), else the DDAS initial 0.35.
-- ``ddas``: the policy searched by ``DDASSearchHook`` (a Runner built from the search config,
+- ``ddas``: the policy searched by ``PolicySearchHook`` (a Runner built from the search config,
   default ``configs/digits/centernet_slim_digits_ddas.py``, on the same training data and
   scale, for ``--search-epochs`` epochs), one search per seed unless ``--search-once``; trained
   with ``PolicyAugment(policy=<work_dir>/search_ddas_seed<k>/policy.json)``, which follows the
@@ -33,8 +33,8 @@ the training pipeline differs:
 - ``ddas_paper``: as ``ddas`` with the published estimator (``searcher_cfg=dict(estimator='paper')``).
 - ``ddas_lookahead``: as ``ddas`` with the look-ahead signal (25-step rounds, single-entry
   policies, ``lr_alpha`` 0.2: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`).
-- ``dada``, ``daas``: the same search config, hook and budget with ``searcher='dada'`` or
-  ``'daas'`` (the hook's DDAS hyper-parameters that a searcher does not read are ignored),
+- ``dada``, ``daas``: the same search config, hook and budget with the searcher DADA or
+  DAAS (the hook's DDAS hyper-parameters that a searcher does not read are ignored),
   trained with their policy files the same way (DADA's holds sub-policies, each op with its
   own probability and magnitude).
 
@@ -93,7 +93,7 @@ HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_rat
                    scaling_ratio_range=(0.75, 1.25), max_shear_degree=0.0, border=(0, 0),
                    border_val=(114, 114, 114)),
               dict(type='PhotoMetricDistortion'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
-# Searched arms: (searcher of DDASSearchHook, searcher_cfg on top of the search config's)
+# Searched arms: (searcher name, its arguments on top of the search config's)
 SEARCHED_ARMS = {
     'ddas': ('ddas', {}),
     'ddas_paper': ('ddas', dict(estimator='paper')),
@@ -115,7 +115,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', nargs='?', default=None,
                         help=f'training config of the detector (default: {DEFAULT_CONFIG.relative_to(ROOT)})')
     parser.add_argument('--search-config', default=None,
-                        help=f'config with a DDASSearchHook (default: {DEFAULT_SEARCH_CONFIG.relative_to(ROOT)})')
+                        help=f'config with a search hook (default: {DEFAULT_SEARCH_CONFIG.relative_to(ROOT)})')
     parser.add_argument('--quick', action='store_true', help='tiny run for the test suite (see the module doc)')
     parser.add_argument('--seeds', type=int, nargs='+', default=None, help='training seeds (default 0 1 2; quick: 0)')
     parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS, help='arms to run, in this order')
@@ -292,14 +292,17 @@ def run_search(config: str, *, searcher: str = 'ddas', data_root: str, scale: in
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from det_autoaug.search.hook_cfg import search_hooks, set_hook_searcher
+
     cfg = Config.fromfile(config)
-    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') == 'DDASSearchHook']
+    hooks = search_hooks(cfg)
     if not hooks:
-        raise SystemExit(f'--search-config {config} has no DDASSearchHook in custom_hooks')
-    hooks[0]['searcher'], searcher_cfg = SEARCHED_ARMS[searcher]
-    hooks[0]['searcher_cfg'] = dict(hooks[0].get('searcher_cfg') or {}, **searcher_cfg)
+        raise SystemExit(f'--search-config {config} has no search hook (PolicySearchHook) in custom_hooks')
+    name, searcher_cfg = SEARCHED_ARMS[searcher]
+    searcher_cfg = dict(searcher_cfg)
     if quick and searcher_cfg.get('signal') == 'lookahead':  # a few steps: rounds of 2 so that one completes
-        hooks[0]['searcher_cfg'].update(lookahead_steps=2, lookahead_val_batches=1)
+        searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
+    set_hook_searcher(hooks[0], name, searcher_cfg)
     _common(cfg, data_root=data_root, scale=scale, epochs=epochs, seed=seed, work_dir=work_dir,
             num_workers=num_workers, name=f'search_{searcher}_seed{seed}', iters_per_epoch=iters_per_epoch)
     start = time.perf_counter()

@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
+from det_autoaug.search.hook_cfg import search_hooks  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
 from search_det import (CFG_OPTIONS_HELP, hook_searcher, parse_cfg_options, print_policy,  # noqa: E402
                         select_device, set_searcher, set_work_dir_and_seed)  # (tools/ on sys.path)
@@ -44,7 +45,7 @@ from search_det import (CFG_OPTIONS_HELP, hook_searcher, parse_cfg_options, prin
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=None,
-                        help=f'mmengine config with a DDASSearchHook (default: {DEFAULT_CONFIG.relative_to(ROOT)})')
+                        help=f'mmengine config with a PolicySearchHook (default: {DEFAULT_CONFIG.relative_to(ROOT)})')
     parser.add_argument('--work-dir', default=None,
                         help="where checkpoints, logs and the policy go (default: the config's work_dir, else "
                              './work_dirs/<config name>)')
@@ -83,12 +84,13 @@ def main(argv: Optional[List[str]] = None) -> Path:
     from mmengine.runner import Runner
 
     import det_autoaug.cls  # noqa: F401  (registers datasets, models, transforms and the hook)
+    from det_autoaug.search.hook import PolicySearchHook
     from det_autoaug.utils.checkpoint import enable_safe_resume
 
     config = Path(args.config) if args.config else DEFAULT_CONFIG
     cfg = load_config(config, args.cfg_options, args.work_dir, args.seed)
-    if not any(h.get('type') == 'DDASSearchHook' for h in cfg.get('custom_hooks') or []):
-        raise SystemExit(f'{config} has no DDASSearchHook in custom_hooks: nothing would be searched')
+    if not search_hooks(cfg):
+        raise SystemExit(f'{config} has no PolicySearchHook in custom_hooks: nothing would be searched')
     if args.searcher is not None:
         set_searcher(cfg, args.searcher)
     if args.resume:
@@ -98,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     print(f'{hook_searcher(cfg).upper()} search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    hook = next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
     path = Path(cfg.work_dir) / hook.policy_file
     print_policy(path)
     print(f'\npolicy file: {path}\nplot: {Path(cfg.work_dir) / hook.plot_file}')

@@ -3,12 +3,12 @@
 
 With no config it searches on the embedded detection dataset (real MNIST digits on real
 photographs, built on first use) with the slim CenterNet of docs/results.md "Sizing" (the regime
-where augmentation measurably matters) on the CPU in a few minutes. Any
-mmdet training config works as it is: a config without a ``DDASSearchHook`` gets one with the
-default settings, appended to its own ``custom_hooks`` (RTMDet's ``EMAHook`` and
-``PipelineSwitchHook`` stay). The policy file and a plot of the probabilities land in the work
-dir (default ``./work_dirs/<config name>``, relative to the current directory as in mmdet's
-tools); train with it: ``python tools/train_det.py CONFIG --policy WORK_DIR/policy.json``.
+where augmentation measurably matters) on the CPU in a few minutes. Any mmdet training config
+works as it is: a config without a ``PolicySearchHook`` (or its former name ``DDASSearchHook``)
+gets one with the default settings (DDAS), appended to its own ``custom_hooks`` (RTMDet's
+``EMAHook`` and ``PipelineSwitchHook`` stay). The policy file and a plot of the probabilities
+land in the work dir (default ``./work_dirs/<config name>``, relative to the current directory as
+in mmdet's tools); train with it: ``python tools/train_det.py CONFIG --policy WORK_DIR/policy.json``.
 
 Examples:
     python tools/search_det.py
@@ -30,12 +30,13 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
-SEARCH_HOOK = 'DDASSearchHook'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from mmengine.config import DictAction  # noqa: E402
 
+from det_autoaug.search.hook_cfg import SEARCH_HOOK, is_search_hook, search_hooks, set_hook_searcher  # noqa: E402
+from det_autoaug.search.hook_cfg import hook_searcher as _hook_searcher  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
 
 CFG_OPTIONS_HELP = ('override settings of the config, KEY=VALUE pairs merged into it as in mmdet\'s tools/train.py '
@@ -263,19 +264,14 @@ def digits_root(data: Optional[str], seed: int) -> Path:
         raise SystemExit(f'--data {data}: {e}') from None
 
 
-def _is_search_hook(hook: Any) -> bool:
-    kind = hook.get('type') if isinstance(hook, dict) else None
-    name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-    return name.split('.')[-1] == SEARCH_HOOK
-
-
 def add_search_hook(cfg) -> bool:
-    """Append a ``DDASSearchHook`` with the default settings to ``cfg.custom_hooks`` when it has none.
+    """Append a ``PolicySearchHook`` with the default settings to ``cfg.custom_hooks`` when it has no
+    search hook (``PolicySearchHook`` or ``DDASSearchHook``).
 
     The config's own custom hooks are kept, in their order. Returns whether the hook was added.
     """
     hooks = list(cfg.get('custom_hooks') or [])
-    if any(_is_search_hook(h) for h in hooks):
+    if any(is_search_hook(h) for h in hooks):
         return False
     cfg.custom_hooks = hooks + [dict(type=SEARCH_HOOK)]
     return True
@@ -292,29 +288,28 @@ def add_custom_import(cfg, module: str = 'det_autoaug.mmdet_plugins') -> None:
 
 
 def hook_searcher(cfg) -> str:
-    """The searcher of the first DDASSearchHook in ``cfg.custom_hooks`` (``'ddas'`` unless it says)."""
-    hooks = [h for h in cfg.get('custom_hooks') or [] if _is_search_hook(h)]
-    return hooks[0].get('searcher', 'ddas') if hooks else 'ddas'
+    """The searcher name of the first search hook in ``cfg.custom_hooks`` (``'ddas'`` unless it says)."""
+    hooks = search_hooks(cfg)
+    return _hook_searcher(hooks[0]) if hooks else 'ddas'
 
 
 def set_searcher(cfg, searcher: str) -> None:
-    """Set ``searcher`` on every DDASSearchHook in ``cfg.custom_hooks``."""
-    for hook in cfg.get('custom_hooks') or []:
-        if _is_search_hook(hook):
-            hook['searcher'] = searcher
+    """Make every search hook in ``cfg.custom_hooks`` run ``searcher`` (a name: ``'daas'``)."""
+    for hook in search_hooks(cfg):
+        set_hook_searcher(hook, searcher)
 
 
 def hook_seed_note(cfg, seed: int) -> Optional[str]:
     """A line when the config's search hook sets a seed of its own that differs from ``seed``."""
     for hook in cfg.get('custom_hooks') or []:
-        if _is_search_hook(hook) and hook.get('seed') is not None and hook['seed'] != seed:
-            return (f"the config's {SEARCH_HOOK} sets seed={hook['seed']}: it seeds the search's generators; "
+        if is_search_hook(hook) and hook.get('seed') is not None and hook['seed'] != seed:
+            return (f"the config's search hook sets seed={hook['seed']}: it seeds the search's generators; "
                     f'--seed {seed} seeds the rest of the run')
     return None
 
 
 def main(argv=None):
-    """Run the search; returns the runner (its ``DDASSearchHook`` wrote the policy file)."""
+    """Run the search; returns the runner (its search hook wrote the policy file)."""
     args = parse_args(argv)
     device = select_device(args.device)
     from mmengine.config import Config
@@ -322,6 +317,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook and transforms)
+    from det_autoaug.search.hook import PolicySearchHook
 
     config = resolve_config(args.config) if args.config else DEFAULT_CONFIG
     cfg = Config.fromfile(str(config))
@@ -335,8 +331,8 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if add_search_hook(cfg) or added:
-        kept = [str(h.get('type')) for h in cfg.custom_hooks if not _is_search_hook(h)]
-        print(f"{config.name} has no {SEARCH_HOOK}: added one with the default settings to custom_hooks"
+        kept = [str(h.get('type')) for h in cfg.custom_hooks if not is_search_hook(h)]
+        print(f"{config.name} has no search hook: added a {SEARCH_HOOK} with the default settings to custom_hooks"
               + (f" (its own kept: {', '.join(kept)})" if kept else ''), flush=True)
     add_custom_import(cfg)
     if args.searcher is not None:
@@ -352,7 +348,7 @@ def main(argv=None):
     print(f'{hook_searcher(cfg).upper()} search: config {config}, device {device}, work dir {cfg.work_dir}', flush=True)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ == SEARCH_HOOK)
+    hook = next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
     path = Path(runner.work_dir) / hook.policy_file
     print_policy(path)
     print(f'\npolicy file: {path}\nplot: {Path(runner.work_dir) / hook.plot_file}')

@@ -27,11 +27,12 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.025, momentum=0.9, weight_decay=0.0))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, convert_to_iter_based=True)]
 custom_hooks = [
-    dict(type='DDASSearchHook', searcher='daas_joint', space='ddas_cifar', ops_per_policy=2, init_apply_prob=0.35,
-         lr_alpha=0.005, lr_beta=0.001, val_fraction=0.5, bgr_inputs=False, policy_file='policy.json',
-         snapshot_interval='epoch',
-         searcher_cfg=dict(baseline_decay=0.9, lr_arch=3e-4, tau=10.0, tau_min=0.1,
-                           tau_decay=0.01 ** (1.0 / steps), arch_file='arch.json')),
+    dict(type='PolicySearchHook',
+         searcher=dict(type='DAASJoint', ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.005, lr_beta=0.001,
+                       baseline_decay=0.9, lr_arch=3e-4, tau=10.0, tau_min=0.1, tau_decay=0.01 ** (1.0 / steps),
+                       arch_file='arch.json'),
+         space='ddas_cifar', val_fraction=0.5, bgr_inputs=False, policy_file='policy.json',
+         snapshot_interval='epoch'),
 ]
 # DDP (a launcher): the candidates off the sampled path get no gradient in the weights' backward
 find_unused_parameters = True

@@ -14,11 +14,11 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, convert_to_iter_based=True)]
 custom_hooks = [
-    dict(type='DDASSearchHook', searcher='daas_joint', space='ddas_cifar', ops_per_policy=2, init_apply_prob=0.35,
-         lr_alpha=0.03, lr_beta=0.006, val_fraction=0.5, bgr_inputs=False, policy_file='policy.json',
-         snapshot_interval='epoch',
-         searcher_cfg=dict(baseline_decay=0.9, lr_arch=0.03, tau=2.0, tau_min=0.5, tau_decay=0.986,
-                           arch_file='arch.json')),
+    dict(type='PolicySearchHook',
+         searcher=dict(type='DAASJoint', ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.03, lr_beta=0.006,
+                       baseline_decay=0.9, lr_arch=0.03, tau=2.0, tau_min=0.5, tau_decay=0.986, arch_file='arch.json'),
+         space='ddas_cifar', val_fraction=0.5, bgr_inputs=False, policy_file='policy.json',
+         snapshot_interval='epoch'),
 ]
 test_dataloader = None
 test_evaluator = None

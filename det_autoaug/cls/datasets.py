@@ -7,7 +7,7 @@ for a ``PackClsInputs``-terminated pipeline. File formats are read by
 ``subset`` takes a stratified subset of the split (``n // C`` images per class, remainder over
 random classes; :func:`det_autoaug.data.cls_formats.stratified_split`, seeded by ``subset_seed``).
 That is the DDAS search set: the official runs use 2,000 training + 2,000 validation images
-split off the training set, and ``DDASSearchHook`` holds out its ``val_fraction`` of whatever the
+split off the training set, and ``PolicySearchHook`` holds out its ``val_fraction`` of whatever the
 training dataset is, so the search dataset is a subset of size 4,000 with ``val_fraction=0.5``.
 
 Arrays stay on the dataset object (not in mmengine's serialised data list, which holds only

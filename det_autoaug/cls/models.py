@@ -1,6 +1,6 @@
 """Image classifiers for the classification path: backbones and an mmengine ``BaseModel`` wrapper.
 
-``DAImageClassifier`` is what ``DDASSearchHook`` needs from a model: an mmengine ``BaseModel``
+``DAImageClassifier`` is what ``PolicySearchHook`` needs from a model: an mmengine ``BaseModel``
 whose data preprocessor takes the raw uint8 batch (the hook augments the raw images before it)
 and whose ``forward(inputs, data_samples, mode='loss')`` returns a dict of losses. Backbones map
 ``(B, 3, H, W)`` float images to ``(B, num_classes)`` logits:

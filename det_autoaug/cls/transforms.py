@@ -5,7 +5,7 @@ Results dicts carry ``img`` (``(H, W, 3)`` uint8 RGB numpy) and ``gt_label`` (in
 BaseDataElement(gt_label=0-d long tensor))``, which mmengine's ``pseudo_collate`` batches into
 lists (the model's ``ImgDataPreprocessor`` stacks and normalises them).
 
-Names matter: ``DDASSearchHook`` builds the validation pipeline by dropping transforms whose
+Names matter: ``PolicySearchHook`` builds the validation pipeline by dropping transforms whose
 type starts with ``Random`` or ``DA``, so every random transform here is called ``Random...``
 and the policy transforms ``DA...``; deterministic ones (``ResizeCls``, ``CenterCropCls``,
 ``PackClsInputs``) are kept.

@@ -1,19 +1,21 @@
-"""``DDASSearchHook``: augmentation policy search while an MMEngine runner trains a detector.
+"""``PolicySearchHook``: augmentation policy search while an MMEngine runner trains a detector.
 
-The hook is the search context of :mod:`det_autoaug.search.searchers`: it offers the primitives
-(loss and gradient into a buffer slot, hard and differentiable augmentation, a model step with
-given gradient coefficients, perturbed weights, validation batches) and the searcher selected by
-``searcher='ddas'|'dada'|'daas'|'daas_joint'`` decides what one step does (``'daas_joint'``:
-the architecture of a supernet backbone is searched too, classification only). DDAS is the
-default; its step is the one below, unchanged.
+The hook builds a searcher from its ``searcher`` config (``dict(type='DDAS', ...)``; the types of
+:data:`det_autoaug.search.searchers.SEARCHER_TYPES`: ``'DDAS'``, ``'DADA'``, ``'DADAShared'``,
+``'DAAS'``, ``'DAASJoint'``) and, in ``before_run``, a search context over the runner
+(:class:`~det_autoaug.search.runner_context.RunnerSearchContext`: the model, the optimiser, the
+validation data, the generators). The searcher decides what one step does with the context's
+primitives (:mod:`det_autoaug.search.context`); the hook drives it through the interface of
+:class:`~det_autoaug.search.searchers.base.Searcher`: step, log, snapshot, checkpoint, export.
 
 How the hook takes over the training step: in ``before_run`` it replaces the model's
-``train_step`` by :meth:`DDASSearchHook.search_step` (a step wrapper) and restores it in
+``train_step`` by :meth:`PolicySearchHook.search_step` (a step wrapper) and restores it in
 ``after_run``. A wrapper rather than a custom loop keeps the user's loop (epoch- or
 iteration-based), schedulers, logging, checkpointing and evaluation exactly as configured; the
 hook is the only line a user adds to a stock config.
 
-One search step (REFERENCE section 1), with ``K = num_policies``:
+DDAS's step (REFERENCE section 1, :class:`~det_autoaug.search.searchers.DDASSearcher`), with
+``K = num_policies``:
 
 1. draw K policies (ordered pairs of space entries) with the policy generator;
 2. gradient of the loss on the clean batch -> flat buffer 0; on copy k augmented with
@@ -23,63 +25,50 @@ One search step (REFERENCE section 1), with ``K = num_policies``:
 5. inner products <g_k, g_V>, rewards, policy update (:class:`det_autoaug.search.core.DDASPolicy`).
 
 Validation batches come from a held-out split of the training set (``val_fraction``; the train
-dataloader is rebuilt on the rest), or from ``val_dataloader``. They are drawn by the hook's own
-generator so that a resumed search sees the same batches as an uninterrupted one.
+dataloader is rebuilt on the rest), or from ``val_dataloader``. They are drawn by the context's
+own generator so that a resumed search sees the same batches as an uninterrupted one.
 
 Distributed: under DDP every backward all-reduces the gradients, so every rank holds the same
 g_k and g_V; all ranks draw the policies from identically seeded generators (the augmentation
 parameters use a rank-specific one), so the policy stays identical on every rank.
+
+``DDASSearchHook`` is the former name, kept as a deprecated alias with its former arguments.
 """
 from __future__ import annotations
 
-import copy
 import time
-from contextlib import contextmanager
+import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 import torch
-from mmengine.dataset import Compose, pseudo_collate
-from mmengine.dist import get_rank, is_main_process
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub, print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.spaces import get_space
 from ..utils.checkpoint import enable_safe_resume
-from .searchers import SEARCHERS, build_searcher
-from .searchers.base import SearchContextMixin
-from .grad_buffers import FlatGradBuffers
+from .runner_context import RANDOM_TRANSFORM_PREFIXES, RunnerSearchContext, default_val_pipeline, validation_dataset
+from .searchers import SEARCHERS, Searcher, build_searcher
 
-# Pipeline transforms dropped from the training pipeline to make the default validation
-# pipeline: validation batches must be un-augmented (REFERENCE section 1, step 5).
-RANDOM_TRANSFORM_PREFIXES = ('Random', 'DA', 'PolicyAugment', 'AutoAugment', 'RandAugment',
-                             'PhotoMetricDistortion', 'Expand', 'MinIoURandomCrop', 'CutOut',
-                             'Mosaic', 'MixUp', 'YOLOXHSVRandomAug', 'CachedMosaic', 'CachedMixUp')
-
-
-def default_val_pipeline(train_pipeline: Sequence[dict]) -> List[dict]:
-    """The training pipeline without its random augmentations (types in RANDOM_TRANSFORM_PREFIXES)."""
-    return [copy.deepcopy(t) for t in train_pipeline
-            if not str(t.get('type', '')).startswith(RANDOM_TRANSFORM_PREFIXES)]
+__all__ = ['PolicySearchHook', 'DDASSearchHook', 'default_val_pipeline', 'RANDOM_TRANSFORM_PREFIXES']
 
 
 @HOOKS.register_module()
-class DDASSearchHook(SearchContextMixin, Hook):
-    """Search an augmentation policy with DDAS while the runner trains.
+class PolicySearchHook(Hook):
+    """Search an augmentation policy while the runner trains.
 
     Args:
+        searcher: the searcher's config, ``dict(type='DDAS', num_policies=3, lr_alpha=0.005)``: its
+            type (:data:`~det_autoaug.search.searchers.SEARCHER_TYPES`) and its keyword arguments
+            (e.g. ``estimator='paper'`` or ``signal='lookahead'`` for DDAS, ``lr=3e-3, top_k=10``
+            for DADA, ``baseline_decay=0.95`` for DAAS, ``lr_arch=3e-3, tau=5.0`` for DAASJoint,
+            which needs a model with choice blocks and writes ``arch.json`` beside the policy); or
+            just a type (``'DAAS'``), or a :class:`~det_autoaug.search.searchers.Searcher` built over
+            the entries of ``space``. Default: DDAS with its published settings.
         space: name of the search space (:data:`det_autoaug.ops.spaces.SPACES`).
-        num_policies: K, augmented copies per step (official: 3).
-        ops_per_policy: entries per policy (official: 2).
-        init_apply_prob: initial s = sigmoid(beta) (official: 0.35).
-        lr_alpha: Adam learning rate of alpha (official CIFAR: 0.005).
-        lr_beta: Adam learning rate of beta (official: 0.001).
-        explore_ratio: probability of a uniform proposal (official: 1.0); below 1 the
-            proposals are a mixture and the weights are importance-corrected.
         val_fraction: fraction of the training set held out for validation batches
             (ignored when ``val_dataloader`` is given).
         val_dataloader: optional dataloader config whose batches are the validation batches.
@@ -97,27 +86,16 @@ class DDASSearchHook(SearchContextMixin, Hook):
         log_top: number of most probable entries logged.
         min_size: box drop rule for the augmented copies (px).
         min_visible: box drop rule for the augmented copies (visible fraction).
-        searcher: ``'ddas'`` (default), ``'dada'``, ``'daas'`` or ``'daas_joint'``
-            (:mod:`det_autoaug.search.searchers`). DDAS reads ``num_policies`` .. ``explore_ratio``;
-            DAAS and DAAS-joint read ``ops_per_policy``, ``init_apply_prob``, ``lr_alpha`` and
-            ``lr_beta``; DADA none of them. ``'daas_joint'`` needs a model with choice blocks
-            (``DAChoiceNet`` backbone without ``arch``; checked in ``before_run``) and writes
-            ``arch.json`` beside the policy.
-        searcher_cfg: keyword arguments of the searcher, overriding the fields above (e.g.
-            ``dict(estimator='paper')`` for the published DDAS update, ``dict(lr=3e-3, top_k=10)`` for DADA, ``dict(baseline_decay=0.95)`` for DAAS,
-            ``dict(lr_arch=3e-3, tau=5.0, tau_min=0.5, tau_decay=0.999)`` for DAAS-joint).
     """
 
     priority = 'NORMAL'
 
-    def __init__(self, space: str = 'det_default', num_policies: int = 3, ops_per_policy: int = 2,
-                 init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
-                 explore_ratio: float = 1.0, val_fraction: float = 0.2, val_dataloader: Optional[dict] = None,
+    def __init__(self, searcher: Union[str, Mapping, Searcher] = 'DDAS', space: str = 'det_default',
+                 val_fraction: float = 0.2, val_dataloader: Optional[dict] = None,
                  val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
                  policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
                  snapshot_interval: Union[str, int] = 'epoch', seed: Optional[int] = None, bgr_inputs: bool = True,
-                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
-                 searcher: str = 'ddas', searcher_cfg: Optional[dict] = None) -> None:
+                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> None:
         self.entries = get_space(space)
         if val_dataloader is None and not 0.0 < float(val_fraction) < 1.0:
             raise ValueError(f'val_fraction={val_fraction!r}: expected a number in (0, 1), or a val_dataloader')
@@ -134,31 +112,10 @@ class DDASSearchHook(SearchContextMixin, Hook):
             raise ValueError(f'seed={seed!r}: expected an integer, or None for the run\'s seed')
         if int(log_top) < 1:
             raise ValueError(f'log_top={log_top!r}: expected a positive integer')
-        if not isinstance(searcher, str) or searcher not in SEARCHERS:
-            raise ValueError(f'searcher={searcher!r} is unknown: expected one of {sorted(SEARCHERS)}')
-        if searcher_cfg is not None and not isinstance(searcher_cfg, dict):
-            raise ValueError(f'searcher_cfg must be a dict of searcher keyword arguments, got {searcher_cfg!r}')
-        # The hook's DDAS fields are the defaults of the searchers that share them; searcher_cfg
-        # overrides them. The searchers validate their hyper-parameters (ValueError naming them).
-        shared = dict(ddas=dict(num_policies=num_policies, ops_per_policy=ops_per_policy,
-                                init_apply_prob=init_apply_prob, lr_alpha=lr_alpha, lr_beta=lr_beta,
-                                explore_ratio=explore_ratio),
-                      daas=dict(ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob, lr_alpha=lr_alpha,
-                                lr_beta=lr_beta),
-                      dada=dict())
-        shared['daas_joint'] = shared['daas']
-        shared = shared.get(searcher, {})  # DADA (published or shared) reads none of them
-        self.searcher_name = searcher
-        self.searcher_cfg = dict(shared, **(searcher_cfg or {}))
-        try:
-            self.searcher = build_searcher(searcher, self.entries, self.searcher_cfg)
-        except ValueError as e:
-            if searcher == 'ddas':  # DDASPolicy's own message names init_tp, num_policies, ...
-                raise
-            raise ValueError(f'DDASSearchHook(searcher={searcher!r}): {e}') from None
+        self.searcher = self._searcher(searcher)
         # ``policy``: the learned state (DDASPolicy for DDAS and DAAS, the searcher itself for DADA)
         self.policy = getattr(self.searcher, 'policy', self.searcher)
-        self.num_policies = int(getattr(self.searcher, 'num_policies', 1))
+        self.num_policies = int(self.searcher.num_policies)
         self.space = space
         self.val_fraction = float(val_fraction)
         self.val_dataloader_cfg = val_dataloader
@@ -173,141 +130,71 @@ class DDASSearchHook(SearchContextMixin, Hook):
         self.filter_kwargs = dict(min_size=float(min_size), min_visible=float(min_visible))
         self.search_seconds = 0.0
         self.search_steps = 0
-        # batch forwards through the model (with or without a backward): the search's cost in
-        # model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 3 per step; 2 with reward="val_loss")
-        self.model_forwards = 0
         self.phase_seconds: Dict[str, float] = {}
+        self.context: Optional[RunnerSearchContext] = None  # built in before_run
         # A search is resumed from the runner's checkpoints, also when the hook is built without
         # importing det_autoaug.mmdet_plugins: make them loadable and crash-safe (idempotent).
         enable_safe_resume()
+
+    def _searcher(self, searcher: Union[str, Mapping, Searcher]) -> Searcher:
+        """The searcher of the ``searcher`` argument, built over :attr:`entries`."""
+        if isinstance(searcher, Searcher):
+            if tuple(getattr(searcher, 'entries', self.entries)) != tuple(self.entries):
+                raise ValueError(f'{type(self).__name__}: the searcher {type(searcher).__name__} was built over other '
+                                 'entries than those of the space')
+            return searcher
+        if isinstance(searcher, str):
+            searcher = dict(type=searcher)
+        if not isinstance(searcher, Mapping):
+            raise ValueError(f"{type(self).__name__}: searcher={searcher!r}, expected a config dict(type='DDAS', ...), "
+                             'a type or a Searcher')
+        try:
+            return build_searcher(searcher, self.entries)
+        except ValueError as e:
+            raise ValueError(f'{type(self).__name__}(searcher={dict(searcher)!r}): {e}') from None
+
+    @property
+    def model_forwards(self) -> int:
+        """Batch forwards through the model so far (with or without a backward): the search's cost in
+        model passes, comparable across searchers (DDAS K + 2, DADA 4, DAAS 3 per step)."""
+        return 0 if self.context is None else self.context.model_forwards
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The runner's model without its DDP wrapper (after ``before_run``)."""
+        return self.context.module
 
     # ------------------------------------------------------------------ set-up
     def before_run(self, runner) -> None:
         optim_wrapper = runner.optim_wrapper
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
-            raise ValueError('DDASSearchHook needs optim_wrapper.accumulative_counts == 1, got '
+            raise ValueError(f'{type(self).__name__} needs optim_wrapper.accumulative_counts == 1, got '
                              f'{optim_wrapper._accumulative_counts}')
         if self.seed is None:
             # The config's seed, not runner.seed: an unseeded run would draw a new one on resume,
             # and the held-out split must not change then.
             self.seed = int((runner.cfg.get('randomness') or {}).get('seed') or 0)
-        self.policy_gen = torch.Generator().manual_seed(self.seed)
-        self.aug_gen = torch.Generator().manual_seed(self.seed + 1000 * (get_rank() + 1))
-        self.val_gen = torch.Generator().manual_seed(self.seed + 1)
-        self._val_order: List[int] = []
-        self._setup_val_data(runner)
-        model = runner.model
-        self.module = model.module if is_model_wrapper(model) else model
-        self.model = self.module
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.buffers = FlatGradBuffers(self.params, self.searcher.num_grad_slots)
-        self.device = self.params[0].device
-        self.searcher.setup(self)
-        self._runner_model = model
-        self._original_train_step = model.train_step
-        model.train_step = self.search_step
-
-    def _setup_val_data(self, runner) -> None:
-        loop = runner.train_loop
-        batch_size = loop.dataloader.batch_size
-        self.val_batch_size = int(self.val_batch_size or batch_size or 1)
-        if self.val_dataloader_cfg is not None:
-            self.val_dataset = runner.build_dataloader(self.val_dataloader_cfg, seed=self.seed).dataset
-            return
-        full = loop.dataloader.dataset
-        if not hasattr(full, 'get_subset'):
-            raise ValueError(f'DDASSearchHook cannot hold out a split of a {type(full).__name__}; '
-                             'give the hook a val_dataloader instead of val_fraction')
-        n = len(full)
-        n_val = int(round(n * self.val_fraction))
-        if n_val < 1 or n - n_val < 1:
-            raise ValueError(f'val_fraction={self.val_fraction} of {n} training images leaves an empty split')
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
-        train_cfg = runner.cfg.get('train_dataloader') or runner._train_dataloader
-        train_cfg = copy.deepcopy(dict(train_cfg))
-        pipeline = self.val_pipeline or default_val_pipeline(train_cfg['dataset'].get('pipeline', []))
-        self.val_dataset = full.get_subset(val_idx)
-        self.val_dataset.pipeline = Compose(pipeline)
-        train_cfg['dataset'] = full.get_subset(train_idx)
-        loop.dataloader = runner.build_dataloader(train_cfg, seed=runner.seed)
-        if isinstance(loop, EpochBasedTrainLoop):
-            loop._max_iters = loop._max_epochs * len(loop.dataloader)
-        elif isinstance(loop, IterBasedTrainLoop):
-            from mmengine.runner.loops import _InfiniteDataloaderIterator
-            loop.dataloader_iterator = _InfiniteDataloaderIterator(loop.dataloader)
-        print_log(f'DDASSearchHook: {len(train_idx)} training and {n_val} held-out validation images',
-                  logger='current')
+        self.val_batch_size = int(self.val_batch_size or runner.train_loop.dataloader.batch_size or 1)
+        val_dataset = validation_dataset(runner, self.seed, self.val_fraction, self.val_dataloader_cfg,
+                                         self.val_pipeline, hook_name=type(self).__name__)
+        self.context = RunnerSearchContext(
+            runner.model, optim_wrapper, val_dataset, self.val_batch_size, self.seed, self.searcher.num_grad_slots,
+            bgr_inputs=self.bgr_inputs, filter_kwargs=self.filter_kwargs, phase_seconds=self.phase_seconds)
+        self.searcher.setup(self.context)
+        self._original_train_step = runner.model.train_step
+        runner.model.train_step = self.search_step
 
     def after_run(self, runner) -> None:
         if hasattr(self, '_original_train_step'):
             runner.model.train_step = self._original_train_step
 
-    # ------------------------------------------------------------------ search-context primitives
-    @contextmanager
-    def phase(self, name: str):
-        """Accumulate wall time per phase of the step (read by benchmarks/bench_search.py)."""
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - start
-
-    def train_loss_grad(self, batch: dict) -> Dict[str, torch.Tensor]:
-        """Forward and backward through the runner's (possibly DDP-wrapped) model."""
-        model, optim_wrapper = self._runner_model, self._optim_wrapper
-        self.model_forwards += 1
-        with optim_wrapper.optim_context(model):
-            data = self.module.data_preprocessor(batch, training=True)
-            losses = model._run_forward(data, mode='loss')
-        loss, log_vars = self.module.parse_losses(losses)
-        optim_wrapper.backward(loss)
-        return log_vars
-
-    def forward_loss(self, batch: dict):
-        self.model_forwards += 1
-        with self._optim_wrapper.optim_context(self.module):
-            data = self.module.data_preprocessor(batch, training=True)
-            losses = self.module._run_forward(data, mode='loss')
-        return self.module.parse_losses(losses)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self._optim_wrapper.backward(loss)
-
-    def optimizer_step(self) -> None:
-        self._optim_wrapper.step()
-
-    def zero_grad(self) -> None:
-        self._optim_wrapper.zero_grad()
-
-    def lr(self) -> float:
-        return float(self._optim_wrapper.get_lr()['lr'][0])
-
-    def loss_scale(self) -> float:
-        scaler = getattr(self._optim_wrapper, 'loss_scaler', None)
-        return float(scaler.get_scale()) if scaler is not None and hasattr(scaler, 'get_scale') else 1.0
-
-    def optimizer_state(self) -> dict:
-        return self._optim_wrapper.state_dict()
-
-    def load_optimizer_state(self, state) -> None:
-        self._optim_wrapper.load_state_dict(state)
-
-    def next_val_batch(self) -> dict:
-        if len(self._val_order) < self.val_batch_size:
-            self._val_order += torch.randperm(len(self.val_dataset), generator=self.val_gen).tolist()
-        idx, self._val_order = self._val_order[:self.val_batch_size], self._val_order[self.val_batch_size:]
-        return pseudo_collate([self.val_dataset[i] for i in idx])
-
     # ------------------------------------------------------------------ the step
     def search_step(self, data: dict, optim_wrapper) -> Dict[str, torch.Tensor]:
         """One search step of the searcher; replaces ``model.train_step`` (same signature and return value)."""
         start = time.perf_counter()
-        self._optim_wrapper = optim_wrapper
-        log_vars = self.searcher.step(self, data, optim_wrapper)
-        with self.phase('policy update'):
+        self.context.optim_wrapper = optim_wrapper
+        log_vars = self.searcher.step(self.context, data)
+        with self.context.phase('policy update'):
             self._log()
         self.search_seconds += time.perf_counter() - start
         self.search_steps += 1
@@ -358,15 +245,13 @@ class DDASSearchHook(SearchContextMixin, Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['ddas_search'] = dict(
-            searcher=self.searcher.name, policy=self.searcher.state_dict(), policy_gen=self.policy_gen.get_state(),
-            aug_gen=self.aug_gen.get_state(), val_gen=self.val_gen.get_state(),
-            val_order=list(self._val_order), search_seconds=self.search_seconds,
-            search_steps=self.search_steps, model_forwards=self.model_forwards)
+            searcher=self.searcher.name, policy=self.searcher.state_dict(), **self.context.state_dict(),
+            search_seconds=self.search_seconds, search_steps=self.search_steps, model_forwards=self.model_forwards)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('ddas_search')
         if state is None:
-            print_log('DDASSearchHook: the checkpoint holds no search state; the search starts afresh',
+            print_log(f'{type(self).__name__}: the checkpoint holds no search state; the search starts afresh',
                       logger='current', level=30)
             return
         if state.get('searcher', 'ddas') != self.searcher.name:
@@ -377,14 +262,11 @@ class DDASSearchHook(SearchContextMixin, Hook):
 
     def before_train(self, runner) -> None:
         state = getattr(self, '_pending_gen_states', None)
-        if state is not None:  # generators exist only after before_run, which precedes resume
-            self.policy_gen.set_state(state['policy_gen'])
-            self.aug_gen.set_state(state['aug_gen'])
-            self.val_gen.set_state(state['val_gen'])
-            self._val_order = list(state['val_order'])
+        if state is not None:  # the context exists only after before_run, which precedes resume
+            self.context.load_state_dict(state)
             self.search_seconds = float(state['search_seconds'])
             self.search_steps = int(state['search_steps'])
-            self.model_forwards = int(state.get('model_forwards', 0))
+            self.context.model_forwards = int(state.get('model_forwards', 0))
             self._pending_gen_states = None
 
     def after_train(self, runner) -> None:
@@ -399,9 +281,10 @@ class DDASSearchHook(SearchContextMixin, Hook):
                     config=str(getattr(runner.cfg, 'filename', '') or ''))
         self.write_policy(work_dir / self.policy_file, meta=dict(meta, **self.searcher.export_meta()))
         self.plot(work_dir / self.plot_file)
-        print_log(f'DDASSearchHook: policy written to {work_dir / self.policy_file}', logger='current')
+        name = type(self).__name__
+        print_log(f'{name}: policy written to {work_dir / self.policy_file}', logger='current')
         for path in self.searcher.write_outputs(work_dir, meta):
-            print_log(f'DDASSearchHook: {self.searcher.name} wrote {path}', logger='current')
+            print_log(f'{name}: {self.searcher.name} wrote {path}', logger='current')
 
     def write_policy(self, path: Path, meta: Optional[dict] = None) -> None:
         """Write the current policy and its trajectory in the policy-file schema."""
@@ -429,3 +312,67 @@ class DDASSearchHook(SearchContextMixin, Hook):
             (steps, probs, apply_probs), unit = progress.series(), 'iteration'
         return plot_policy(steps, labels, probs, apply_probs, searcher=self.searcher.name,
                            num_steps=self.search_steps, unit=unit, path=path)
+
+
+_DEPRECATION_SHOWN = False
+
+# The arguments of DDASSearchHook that are DDAS's, and those of them the other searchers take.
+_DDAS_ARGS = ('num_policies', 'ops_per_policy', 'init_apply_prob', 'lr_alpha', 'lr_beta', 'explore_ratio')
+_SHARED_ARGS = {'ddas': _DDAS_ARGS, 'daas': _DDAS_ARGS[1:5], 'daas_joint': _DDAS_ARGS[1:5]}
+
+
+@HOOKS.register_module()
+class DDASSearchHook(PolicySearchHook):
+    """Deprecated: :class:`PolicySearchHook` under its former name and arguments.
+
+    ``DDASSearchHook(searcher='daas', lr_alpha=0.01, searcher_cfg=dict(baseline_decay=0.95), ...)``
+    is ``PolicySearchHook(searcher=dict(type='DAAS', lr_alpha=0.01, baseline_decay=0.95), ...)``.
+
+    Args:
+        searcher: the searcher's name: ``'ddas'`` (default), ``'dada'``, ``'dada_shared'``,
+            ``'daas'`` or ``'daas_joint'``.
+        searcher_cfg: the searcher's keyword arguments, overriding the fields below.
+        num_policies, ops_per_policy, init_apply_prob, lr_alpha, lr_beta, explore_ratio: the
+            searcher's arguments of that name, defaults of ``searcher_cfg``: DDAS reads all of them,
+            DAAS and DAAS-joint ``ops_per_policy`` .. ``lr_beta``, DADA none.
+        space, val_fraction, ...: as :class:`PolicySearchHook`.
+    """
+
+    def __init__(self, space: str = 'det_default', num_policies: int = 3, ops_per_policy: int = 2,
+                 init_apply_prob: float = 0.35, lr_alpha: float = 0.005, lr_beta: float = 0.001,
+                 explore_ratio: float = 1.0, val_fraction: float = 0.2, val_dataloader: Optional[dict] = None,
+                 val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
+                 policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
+                 snapshot_interval: Union[str, int] = 'epoch', seed: Optional[int] = None, bgr_inputs: bool = True,
+                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
+                 searcher: str = 'ddas', searcher_cfg: Optional[dict] = None) -> None:
+        _warn_deprecated()
+        if not isinstance(searcher, str) or searcher not in SEARCHERS:
+            raise ValueError(f'searcher={searcher!r} is unknown: expected one of {sorted(SEARCHERS)}')
+        if searcher_cfg is not None and not isinstance(searcher_cfg, dict):
+            raise ValueError(f'searcher_cfg must be a dict of searcher keyword arguments, got {searcher_cfg!r}')
+        given = dict(num_policies=num_policies, ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob,
+                     lr_alpha=lr_alpha, lr_beta=lr_beta, explore_ratio=explore_ratio)
+        self.searcher_name = searcher
+        self.searcher_cfg = dict({k: given[k] for k in _SHARED_ARGS.get(searcher, ())}, **(searcher_cfg or {}))
+        try:
+            built = build_searcher(searcher, get_space(space), self.searcher_cfg)
+        except ValueError as e:
+            if searcher == 'ddas':  # DDASPolicy's own message names init_tp, num_policies, ...
+                raise
+            raise ValueError(f'DDASSearchHook(searcher={searcher!r}): {e}') from None
+        super().__init__(built, space=space, val_fraction=val_fraction, val_dataloader=val_dataloader,
+                         val_pipeline=val_pipeline, val_batch_size=val_batch_size, policy_file=policy_file,
+                         plot_file=plot_file, snapshot_interval=snapshot_interval, seed=seed, bgr_inputs=bgr_inputs,
+                         log_top=log_top, min_size=min_size, min_visible=min_visible)
+
+
+def _warn_deprecated() -> None:
+    """Say once per process that DDASSearchHook is PolicySearchHook's former name."""
+    global _DEPRECATION_SHOWN
+    message = ("DDASSearchHook is deprecated: use dict(type='PolicySearchHook', searcher=dict(type='DDAS', ...)) "
+               '(the DDAS arguments and searcher_cfg go into the searcher dict)')
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    if not _DEPRECATION_SHOWN:
+        _DEPRECATION_SHOWN = True
+        print_log(message, logger='current', level=30)

@@ -2,7 +2,7 @@
 
 :func:`plot_policy` draws a searcher's :meth:`~det_autoaug.search.searchers.base.Searcher.plot_series`
 (the probability of every entry, or op, and the apply probability ``s`` over the snapshots);
-``DDASSearchHook`` writes it as ``policy_probs.png`` at the end of a search.
+``PolicySearchHook`` writes it as ``policy_probs.png`` at the end of a search.
 :class:`SearchProgress` makes the hook's progress lines (``search: iter 12/120, eta 01:23, top:
 Rotate@3=0.214, ...``) and keeps the plot points it records within the epoch of a one-epoch search.
 

@@ -32,7 +32,7 @@ checkpoint and, the search being deterministic, ends exactly as an uninterrupted
 during a write leaves ``<name>.part``, which the resumed run's save of that name replaces.
 
 :func:`enable_safe_resume` installs both; importing :mod:`det_autoaug.mmdet_plugins` or
-:mod:`det_autoaug.cls` calls it, and so does building ``DDASSearchHook``.
+:mod:`det_autoaug.cls` calls it, and so does building ``PolicySearchHook``.
 """
 from __future__ import annotations
 

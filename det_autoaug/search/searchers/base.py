@@ -1,89 +1,91 @@
-"""The searcher interface and the primitives a search context offers to every searcher.
+"""The searcher interface: what ``PolicySearchHook`` calls on a searcher, and the helpers the
+searchers share.
 
-A *searcher* (DDAS, DADA, DAAS) owns its learned state and optimisers and decides what one
-search step does; a *search context* owns the model, the optimiser, the data and the random
-generators and offers the primitives below. ``DDASSearchHook`` is the context inside an
-MMEngine runner; :class:`TorchSearchContext` is a plain-torch one (toy problems, tests).
-
-Primitives (:class:`SearchContextMixin`, on top of seven model-specific methods a context
-implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, ``lr``,
-``optimizer_state``, ``load_optimizer_state``):
-
-- ``loss_grad(batch, slot)``: loss and gradient of a batch, the flat gradient stored in
-  ``buffers`` row ``slot`` (the grads are then zeroed);
-- ``augment(batch, chain)``: a copy of the batch with a chain of ``(op, magnitude)`` applied
-  (hard, uint8 as a dataloader yields it);
-- ``augment_differentiable(batch, steps, seed)``: float copy whose pixels depend on each step's
-  magnitude tensor and gate tensor through autograd (straight-through for non-smooth ops);
-- ``model_step(coefficients, slots)``: write ``sum_k c_k buf[slots[k]]`` into the grads and step
-  the model optimiser;
-- ``perturbed(slot, scale)``: a context manager in which the parameters are
-  ``theta + scale * buf[slot]`` (restored exactly on exit);
-- ``train_step(batch)`` (a plain training step), ``val_loss(batches)`` (mean loss, no graph),
-  ``train_state()`` / ``load_train_state(state)`` (copy and restore the model's parameters,
-  buffers and optimiser state: try training steps, then undo them);
-- ``next_val_batch()``; ``forward_loss(batch)`` (a loss with its graph, no backward);
-  ``all_reduce_mean(tensors)`` (average over DDP ranks; identity without a process group);
-  ``draw_seed()`` (a seed from the augmentation generator, so an augmentation can be replayed);
-- ``model`` (the unwrapped model) and ``first_module_with(attribute)`` (its first module with a
-  method of that name, e.g. ``'choice_blocks'`` for the joint architecture search).
+A *searcher* (DDAS, DADA, DAAS) owns its learned state and optimisers and decides what one search
+step does, built from the primitives of a search context (:mod:`det_autoaug.search.context`:
+the model, the optimiser, the data and the random generators). :class:`Searcher` declares
+exactly what the hook (and any other driver of a search) uses; the searchers are built by name or
+type from the registry of :mod:`det_autoaug.search.searchers`.
 """
 from __future__ import annotations
 
-import copy
-from contextlib import contextmanager
+import abc
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from ...ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ...ops.spaces import SpaceEntry
-from ..batch_augment import augment_batch
-from ..grad_buffers import FlatGradBuffers
+# The search context used to live here; its names stay importable from this module.
+from ..context import (DiffStep, SearchContext, SearchContextMixin, TorchSearchContext,  # noqa: F401
+                       augment_batch_differentiable)
 
-#: One step of a differentiable chain: ``(op, magnitude, gate)``. ``magnitude`` is a 0-d float
-#: tensor (may require grad); ``gate`` a 0-d or ``(B,)`` tensor whose forward value is 0 or 1
-#: (a straight-through relaxed decision) or ``None`` (always applied).
-DiffStep = Tuple[str, Tensor, Optional[Tensor]]
+#: ``(scalars, infos)`` of :meth:`Searcher.log_items`.
+LogItems = Tuple[Dict[str, float], Dict[str, str]]
+#: ``(steps, labels, probs per snapshot, apply_prob per snapshot)`` of :meth:`Searcher.plot_series`.
+PlotSeries = Tuple[List[int], List[str], List[List[float]], List[float]]
 
 
-class Searcher:
-    """Base class of the searchers: learned state, one step, trajectory, export, checkpoint.
+class Searcher(abc.ABC):
+    """A searcher as the search hook drives it: learned state, one step, snapshots, export, checkpoint.
 
-    Subclasses set ``name`` and ``num_grad_slots`` (rows of the context's gradient buffers the
-    step needs) and implement :meth:`step`, :meth:`snapshot`, :meth:`export`,
-    :meth:`state_dict`, :meth:`load_state_dict` and :meth:`log_scalars`.
+    Class attributes: ``name`` (the searcher's name in policy files, checkpoints and log keys:
+    ``'ddas'``), ``num_grad_slots`` (rows of the context's gradient buffers a step needs) and
+    ``num_policies`` (augmented copies per step, recorded in the policy file's ``meta``).
+    Attributes: ``entries``, the search-space entries it searches over, and ``trajectory``, the
+    snapshots so far (dicts with an int ``'epoch'``, oldest first).
+
+    Life of a searcher in the hook: built from the hook's ``searcher`` config; :meth:`setup` once
+    the context exists; per training iteration :meth:`step` then :meth:`log_items`; :meth:`snapshot`
+    per epoch (or every ``snapshot_interval`` iterations) and at the end; :meth:`state_dict` into
+    each checkpoint, :meth:`load_state_dict` on resume; at the end :meth:`export` (the policy
+    file), :meth:`export_meta`, :meth:`write_outputs` and :meth:`plot_series` (the plot).
     """
 
     name: str = ''
     num_grad_slots: int = 1
+    num_policies: int = 1
+    entries: Tuple[SpaceEntry, ...]
+    trajectory: List[Dict[str, Any]]
 
-    def step(self, ctx: 'SearchContextMixin', data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
-        """One search step on the training batch ``data``; returns the model's log variables."""
-        raise NotImplementedError
+    def setup(self, ctx: SearchContext) -> None:
+        """Called once the context has its model (the hook: at the end of ``before_run``), before any
+        step and after ``__init__``; a searcher that needs the model (e.g. its choice blocks) checks
+        it here and raises ``ValueError`` if it does not fit."""
 
+    @abc.abstractmethod
+    def step(self, ctx: SearchContext, data: dict) -> Dict[str, Tensor]:
+        """One search step on the training batch ``data``: the model trains one step and the searcher
+        updates its state; returns the model's log variables (as ``model.train_step`` does)."""
+
+    @abc.abstractmethod
+    def log_items(self, top: int = 5) -> LogItems:
+        """After a step: ``(scalars, infos)`` for the logger, scalars keyed ``train/<name>_<key>``, infos
+        naming the ``top`` most probable entries (``<name>_top1``: ``'Rotate@3=0.2140'``)."""
+
+    @abc.abstractmethod
     def snapshot(self, epoch: int) -> None:
-        raise NotImplementedError
+        """Record the current policy in :attr:`trajectory` under ``epoch`` (replacing a snapshot of the
+        same epoch; epochs must not decrease)."""
 
+    @abc.abstractmethod
     def export(self) -> Dict[str, Any]:
         """Keyword arguments of :func:`det_autoaug.policy.policy_file.save_policy_file` (less path,
         space and meta): ``searcher``, ``entries``, ``probs``, ``apply_prob``, ``ops_per_policy``,
         ``trajectory`` and, for sub-policy searchers, ``subpolicies``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def state_dict(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The learned state and its optimisers (a checkpoint's ``ddas_search.policy``)."""
 
+    @abc.abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+        """Restore :meth:`state_dict` output; ``ValueError`` for another searcher's state."""
 
-    def setup(self, ctx: 'SearchContextMixin') -> None:
-        """Called once the context has its model (the hook: at the end of ``before_run``), before any
-        step and after ``__init__``; a searcher that needs the model (e.g. its choice blocks) checks
-        it here and raises ``ValueError`` if it does not fit."""
+    @abc.abstractmethod
+    def plot_series(self) -> PlotSeries:
+        """``(steps, labels, probs per snapshot, apply_prob per snapshot)`` for the policy plot."""
 
     def export_meta(self) -> Dict[str, Any]:
         """Extra ``meta`` items of the policy file (JSON-serialisable)."""
@@ -92,14 +94,6 @@ class Searcher:
     def write_outputs(self, work_dir: Path, meta: Mapping[str, Any]) -> List[Path]:
         """Write the searcher's own output files besides the policy file; returns their paths."""
         return []
-
-    def log_scalars(self) -> Dict[str, float]:
-        """Scalars for the logger (``train/<name>_<key>``)."""
-        return {}
-
-    def plot_series(self) -> Tuple[List[int], List[str], List[List[float]], List[float]]:
-        """``(steps, labels, probs per snapshot, apply_prob per snapshot)`` for the hook's plot."""
-        raise NotImplementedError
 
 
 class SubPolicyOutputs:
@@ -120,7 +114,7 @@ class SubPolicyOutputs:
                     apply_prob=self.apply_prob(), ops_per_policy=2, trajectory=self.trajectory,
                     subpolicies=self.export_subpolicies())
 
-    def plot_series(self) -> Tuple[List[int], List[str], List[List[float]], List[float]]:
+    def plot_series(self) -> PlotSeries:
         traj = self.trajectory
         return ([t['epoch'] for t in traj], list(self.op_names), [t['probs'] for t in traj],
                 [t['apply_prob'] for t in traj])
@@ -165,252 +159,6 @@ def select_images(clean: dict, augmented: dict, mask: Sequence[bool]) -> dict:
     if samples_a is not None and samples_c is not None:
         out['data_samples'] = [a if m else c for c, a, m in zip(samples_c, samples_a, mask)]
     return out
-
-
-def augment_batch_differentiable(data_batch: dict, steps: Sequence[DiffStep], generator: torch.Generator,
-                                 device: Union[torch.device, str] = 'cpu', bgr: bool = True,
-                                 min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> dict:
-    """:func:`det_autoaug.search.batch_augment.augment_batch` with float images and autograd.
-
-    Each step maps the images ``x`` to ``x + gate * (op(x, magnitude) - x)``: with a gate whose
-    forward value is 1 the op's output, with 0 the input, and in both cases a gradient to the gate
-    equal to ``op(x) - x``; the magnitude gets the op's autograd or straight-through gradient.
-    Boxes follow the op only for images whose gate is 1 (``> 0.5``).
-
-    Args:
-        data_batch: as for ``augment_batch``; not modified.
-        steps: ``(op, magnitude, gate)`` triples (:data:`DiffStep`), applied in order.
-        generator: source of the ops' random parameters (replay a draw with the same seed).
-        device: where the images are augmented.
-        bgr: inputs are BGR; the ops see RGB.
-        min_size: box drop rule (px).
-        min_visible: box drop rule (visible fraction).
-
-    Returns:
-        A new batch dict with float images on the 0..255 scale (list or stacked as the input).
-    """
-    return augment_batch(data_batch, steps, generator, device, bgr, min_size=min_size, min_visible=min_visible,
-                         differentiable=True)
-
-
-class SearchContextMixin:
-    """The generic primitives; a context sets the attributes and implements the abstract methods.
-
-    Attributes a context sets: ``params`` (trainable parameters), ``buffers``
-    (:class:`FlatGradBuffers`), ``device``, ``aug_gen`` (rank-specific augmentation generator),
-    ``policy_gen`` (identical on every rank), ``bgr_inputs``, ``filter_kwargs``,
-    ``phase_seconds``, ``model`` (the unwrapped model: no DDP wrapper).
-    """
-
-    params: List[torch.nn.Parameter]
-    buffers: FlatGradBuffers
-    device: torch.device
-    aug_gen: torch.Generator
-    policy_gen: torch.Generator
-    bgr_inputs: bool
-    filter_kwargs: Dict[str, float]
-    model: torch.nn.Module
-
-    # -- model-specific (implemented by the context) ----------------------------------------
-    def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """``(loss, log_vars)`` of a batch in training mode, with its graph (no backward).
-
-        Runs the unwrapped model: no DDP gradient synchronisation is armed, so the caller may
-        differentiate with respect to anything (augmentation parameters) with ``autograd.grad``.
-        """
-        raise NotImplementedError
-
-    def backward(self, loss: Tensor) -> None:
-        raise NotImplementedError
-
-    def optimizer_step(self) -> None:
-        raise NotImplementedError
-
-    def zero_grad(self) -> None:
-        raise NotImplementedError
-
-    def lr(self) -> float:
-        """The model optimiser's current learning rate (first parameter group)."""
-        raise NotImplementedError
-
-    def loss_scale(self) -> float:
-        """Factor the stored gradients carry (AMP loss scaling); 1 without one."""
-        return 1.0
-
-    def next_val_batch(self) -> dict:
-        raise NotImplementedError
-
-    def optimizer_state(self) -> Dict[str, Any]:
-        """The model optimiser's ``state_dict()`` (momentum buffers, learning rates; an AMP loss scale)."""
-        raise NotImplementedError
-
-    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
-        raise NotImplementedError
-
-    def train_loss_grad(self, batch: dict) -> Dict[str, Tensor]:
-        """Forward and backward of the training loss (grads synchronised across ranks)."""
-        loss, log_vars = self.forward_loss(batch)
-        self.backward(loss)
-        return log_vars
-
-    # -- generic primitives -------------------------------------------------------------------
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        yield
-
-    def loss_grad(self, batch: dict, slot: int) -> Dict[str, Tensor]:
-        """Loss and gradient of ``batch``; the flat gradient goes to buffer row ``slot``."""
-        with self.phase('model passes'):
-            log_vars = self.train_loss_grad(batch)
-        with self.phase('gradient buffers'):
-            self.buffers.store(slot, self.params)
-            self.zero_grad()
-        return log_vars
-
-    def train_step(self, batch: dict) -> Dict[str, Tensor]:
-        """One plain training step on ``batch``: forward, backward, optimiser step (clipping included)."""
-        self.zero_grad()
-        with self.phase('model passes'):
-            log_vars = self.train_loss_grad(batch)
-        with self.phase('optimizer step'):
-            self.optimizer_step()
-            self.zero_grad()
-        return log_vars
-
-    def val_loss(self, batches: Sequence[dict]) -> Tensor:
-        """Mean training-mode loss of the model over ``batches``, without gradients (0-d float32)."""
-        with torch.no_grad(), self.phase('model passes'):
-            losses = [self.forward_loss(b)[0].detach().float().reshape(()) for b in batches]
-        return torch.stack(losses).mean()
-
-    def train_state(self) -> Dict[str, Any]:
-        """A copy of everything a training step changes: the model's parameters and buffers
-        (batch-norm statistics included) and the optimiser's state. :meth:`load_train_state` puts
-        it back, so a searcher can try a few training steps and undo them."""
-        with self.phase('train state'):
-            return {'model': {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                    'optimizer': copy.deepcopy(self.optimizer_state())}
-
-    def load_train_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`train_state` output in place (the parameters keep their identity); the
-        state itself is not consumed and can be loaded again."""
-        with self.phase('train state'):
-            self.model.load_state_dict(state['model'])
-            # torch optimisers adopt the loaded tensors: load a copy so the saved state stays intact
-            self.load_optimizer_state(copy.deepcopy(state['optimizer']))
-
-    def augment(self, batch: dict, chain: Sequence[Tuple[str, float]]) -> dict:
-        with self.phase('augmentation'):
-            return augment_batch(batch, chain, self.aug_gen, self.device, self.bgr_inputs, **self.filter_kwargs)
-
-    def draw_seed(self) -> int:
-        """A seed drawn from the augmentation generator (replay a differentiable augmentation)."""
-        return int(torch.randint(0, 2 ** 62, (1,), generator=self.aug_gen))
-
-    def augment_differentiable(self, batch: dict, steps: Sequence[DiffStep], seed: int) -> dict:
-        with self.phase('augmentation'):
-            return augment_batch_differentiable(batch, steps, torch.Generator().manual_seed(int(seed)), self.device,
-                                                self.bgr_inputs, **self.filter_kwargs)
-
-    def model_step(self, coefficients: Union[Tensor, Sequence[float]], slots: Sequence[int]) -> None:
-        """Step the model optimiser on ``sum_k coefficients[k] * buf[slots[k]]``."""
-        with self.phase('gradient buffers'):
-            self.buffers.combine_into_grads(torch.as_tensor(coefficients).to(self.device), list(slots), self.params)
-        with self.phase('optimizer step'):
-            self.optimizer_step()
-            self.zero_grad()
-
-    @contextmanager
-    def perturbed(self, slot: int, scale: float) -> Iterator[None]:
-        """Parameters moved to ``theta + scale * buf[slot]`` inside the block, restored bit-exactly after."""
-        saved = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, (_, segment) in zip(self.params, self.buffers._segments(slot, self.params)):
-                p.add_(segment.to(p.dtype), alpha=float(scale))
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, s in zip(self.params, saved):
-                    p.copy_(s)
-
-    def first_module_with(self, attribute: str) -> Optional[torch.nn.Module]:
-        """The first module of ``model`` (itself first, then ``modules()`` order) with a method
-        ``attribute``, or ``None``: how a searcher finds e.g. the supernet of a classifier."""
-        for module in self.model.modules():
-            if callable(getattr(module, attribute, None)):
-                return module
-        return None
-
-    def all_reduce_mean(self, tensors: Sequence[Tensor]) -> List[Tensor]:
-        """Average each tensor over the ranks (returns new tensors; identity without DDP)."""
-        out = [t.detach().clone() for t in tensors]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for t in out:
-                dist.all_reduce(t, op=dist.ReduceOp.SUM)
-                t.div_(dist.get_world_size())
-        return out
-
-
-class TorchSearchContext(SearchContextMixin):
-    """A search context for a plain torch model (toy problems, tests, custom loops).
-
-    Batches are ``dict(inputs=(B, C, H, W) float on 0..255, targets=...)``; the loss is
-    ``loss_fn(model(inputs), targets)``.
-
-    Args:
-        model: the model.
-        loss_fn: ``(outputs, targets) -> scalar``.
-        optimizer: the model optimiser.
-        val_batches: ``() -> dict``, a validation batch per call.
-        num_slots: rows of the gradient buffers (``searcher.num_grad_slots``).
-        seed: seed of the policy and augmentation generators.
-        dtype: dtype of the gradient buffers.
-    """
-
-    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                 optimizer: torch.optim.Optimizer, val_batches: Callable[[], dict], num_slots: int, seed: int = 0,
-                 dtype: torch.dtype = torch.float32) -> None:
-        self.model, self.loss_fn, self.optimizer, self.val_batches = model, loss_fn, optimizer, val_batches
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.buffers = FlatGradBuffers(self.params, num_slots, dtype)
-        self.device = self.params[0].device
-        self.policy_gen = torch.Generator().manual_seed(seed)
-        self.aug_gen = torch.Generator().manual_seed(seed + 1000)
-        self.bgr_inputs = False
-        self.filter_kwargs = dict(min_size=MIN_SIZE, min_visible=MIN_VISIBLE)
-
-    def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
-        loss = self.loss_fn(self.model(batch['inputs'].float()), batch['targets'])
-        return loss, {'loss': loss.detach()}
-
-    def backward(self, loss: Tensor) -> None:
-        loss.backward()
-
-    def optimizer_step(self) -> None:
-        self.optimizer.step()
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]['lr'])
-
-    def next_val_batch(self) -> dict:
-        return self.val_batches()
-
-    def optimizer_state(self) -> Dict[str, Any]:
-        return self.optimizer.state_dict()
-
-    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
-
-    def state(self) -> Dict[str, Any]:
-        return {'policy_gen': self.policy_gen.get_state(), 'aug_gen': self.aug_gen.get_state()}
-
-    def load_state(self, state: Mapping[str, Any]) -> None:
-        self.policy_gen.set_state(state['policy_gen'])
-        self.aug_gen.set_state(state['aug_gen'])
 
 
 def distinct_ops(entries: Sequence[SpaceEntry]) -> List[Tuple[str, float]]:

@@ -158,7 +158,7 @@ class DAASSearcher(DDASSearcher):
         self.baseline: Optional[float] = None
         self.last_stats: Dict[str, float] = {}
 
-    def step(self, ctx, data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+    def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         entries, applied, batch = self.sample_batch(ctx, data)
         val, loss_before = self.validation_before_step(ctx)
         log_vars = ctx.loss_grad(batch, 0)

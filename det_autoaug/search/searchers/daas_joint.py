@@ -153,7 +153,7 @@ class DAASJointSearcher(DAASSearcher):
         """Leave the supernet on its most probable path, holding no graph (evaluation, the next step)."""
         self._select([int(a.detach().argmax()) for a in self.logits])
 
-    def step(self, ctx, data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+    def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         if self.blocks is None:
             self.setup(ctx)
         entries, applied, batch = self.sample_batch(ctx, data)

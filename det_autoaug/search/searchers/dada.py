@@ -154,7 +154,7 @@ class DADASharedSearcher(SubPolicyOutputs, Searcher):
     def _control(self, features: Tensor) -> Tensor:
         return (self.cv_weight * features).sum()
 
-    def step(self, ctx, data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+    def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         gen = ctx.policy_gen
         num = len(self.pairs)
         tiny = 1e-10

@@ -97,7 +97,7 @@ class DDASSearcher(Searcher):
                 self.last_stats = self.policy.update(proposal, dot_aug, dot_clean)
         return log_vars
 
-    def step(self, ctx, data: dict, optim_wrapper: Any = None) -> Dict[str, Tensor]:
+    def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         if self.signal == 'lookahead':
             return self._lookahead_step(ctx, data)
         k = self.num_policies
