@@ -111,36 +111,25 @@ def single_threaded():
 
 
 def mmdet_transform(spec: OpSpec, magnitude: float, size: int):
-    """mmdet 3.3's transform doing the same as ``spec`` at ``magnitude``, or ``None``."""
+    """mmdet 3.3's transform doing the same as ``spec`` at ``magnitude`` (the table's
+    ``OpSpec.mmdet`` converter, always applied and never reversed), or ``None``."""
     from mmdet.datasets import transforms as T
 
-    def fixed(value: float) -> dict:
-        return dict(prob=1.0, level=LEVEL, min_mag=float(value), max_mag=float(value))
-
-    geometric = dict(reversal_prob=1.0)   # mmdet negates when rand > reversal_prob: never
-    name = spec.name
-    if name in ('FlipLR', 'FlipUD'):
-        return T.RandomFlip(prob=1.0, direction='horizontal' if name == 'FlipLR' else 'vertical')
-    if name in ('AutoContrast', 'Equalize', 'Invert'):
-        return getattr(T, name)(prob=1.0)
-    if name == 'Rotate':
-        return T.Rotate(**fixed(magnitude), **geometric)
-    if name in ('ShearX', 'ShearY'):   # mmdet's shear magnitude is an angle in degrees
-        return getattr(T, name)(**fixed(math.degrees(math.atan(magnitude))), **geometric)
-    if name in ('TranslateX', 'TranslateY'):   # a ratio of the image side, as ours
-        return getattr(T, name)(**fixed(magnitude), **geometric)
-    if name == 'Posterize':   # mmdet's magnitude is the number of bits kept
-        return T.Posterize(**fixed(8 - round(magnitude)))
-    if name == 'Solarize':    # mmdet's magnitude is the threshold
-        return T.Solarize(**fixed(256.0 - magnitude))
-    if name == 'SolarizeAdd':
-        return T.SolarizeAdd(**fixed(magnitude))
-    if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):   # mmdet's magnitude is the factor
-        return getattr(T, name)(**fixed(1.0 + magnitude))
-    if name == 'Cutout':
+    config = spec.mmdet(magnitude) if spec.mmdet is not None else None
+    if config is None:
+        return None
+    config = dict(config)
+    transform = getattr(T, config.pop('type'))
+    if 'cutout_ratio' in config:   # CutOut has no prob; a square of side m * size, as ours
         side = max(1, int(round(magnitude * size)))
-        return T.CutOut(n_holes=1, cutout_shape=(side, side), fill_in=(128, 128, 128))
-    return None
+        config.pop('cutout_ratio')
+        return transform(cutout_shape=(side, side), **config)
+    config['prob'] = 1.0
+    if 'min_mag' in config:
+        config['level'] = LEVEL
+    if 'reversal_prob' in config:   # mmdet negates when rand > reversal_prob: never
+        config['reversal_prob'] = 1.0
+    return transform(**config)
 
 
 def mmdet_results(image: np.ndarray, boxes: np.ndarray) -> dict:

@@ -19,17 +19,17 @@ import pytest
 import torch
 
 from det_autoaug.ops.params import sample_params
+from det_autoaug.ops.registry import kernels
 from det_autoaug.ops.table import OPS, get_op
 
 try:
-    from det_autoaug.ops.cv2_ops import CV2_KERNELS, apply_op_np
+    from det_autoaug.ops.cv2_ops import apply_op_np
 except ImportError as exc:  # a failure with the reason, never a silent skip
     raise ImportError(f'det_autoaug.ops.cv2_ops cannot be imported: {exc}') from exc
 
 H, W = 48, 64
-WARP_OPS = {'Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate_Only_BBoxes',
-            'ShearX_Only_BBoxes', 'ShearY_Only_BBoxes', 'TranslateX_Only_BBoxes',
-            'TranslateY_Only_BBoxes', 'Flip_Only_BBoxes'}
+# Ops that interpolate (the smooth whole-image warps and every box warp): looser tolerance.
+WARP_OPS = {op.name for op in OPS if op.kind == 'geometric' and op.grad == 'autograd'} | set(kernels('box_matrix'))
 BOXES = [np.array([[4.0, 6.0, 30.0, 40.0], [20.5, 10.3, 60.2, 44.7], [40.0, 2.0, 63.0, 20.0],
                    [0.0, 30.0, 10.0, 48.0]], np.float32),
          np.array([[10.2, 5.6, 50.4, 30.1], [2.0, 2.0, 3.5, 47.0], [30.0, 20.0, 64.0, 48.0]], np.float32)]
@@ -67,13 +67,6 @@ def _check_close(op_name: str, ours: np.ndarray, ref: np.ndarray, where: str) ->
         assert np.mean(diff <= 4) >= 0.99, f'{where}: only {np.mean(diff <= 4):.4f} of values within 4'
     else:
         assert diff.max() <= 1, f'{where}: max abs difference {diff.max()} > 1 at {np.argwhere(diff > 1)[:3]}'
-
-
-def test_every_table_op_has_a_cv2_kernel():
-    missing = [op.name for op in OPS if op.name not in CV2_KERNELS]
-    extra = sorted(set(CV2_KERNELS) - {op.name for op in OPS})
-    assert not missing, f'table ops without a cv2 kernel: {missing}'
-    assert not extra, f'cv2 kernels for ops that are not in the table: {extra}'
 
 
 @pytest.mark.parametrize('op_name', [op.name for op in OPS])

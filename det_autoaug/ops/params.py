@@ -13,12 +13,12 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .table import OpSpec, get_op
+from .table import OPS, OpSpec, get_op
 
-#: Ops that read ``OpParams.center`` (a centre per image).
-CENTER_OPS = ('Cutout', 'BBox_Cutout')
-#: Ops that read ``OpParams.box_center`` (a centre per box).
-BOX_CENTER_OPS = ('Cutout_Only_BBoxes',)
+#: Ops that read ``OpParams.center`` (a centre per image), from ``OpSpec.draws``.
+CENTER_OPS = tuple(op.name for op in OPS if 'center' in op.draws)
+#: Ops that read ``OpParams.box_center`` (a centre per box), from ``OpSpec.draws``.
+BOX_CENTER_OPS = tuple(op.name for op in OPS if 'box_center' in op.draws)
 
 
 @dataclass
@@ -108,12 +108,13 @@ def sample_params(op: Union[str, OpSpec], batch_size: int, height: int, width: i
     counts = [int(b.shape[0]) for b in boxes] if boxes is not None else [0] * batch_size
     kw = dict(generator=generator)
 
-    if spec.signed:
+    # What the op draws is in its table row; the order of the draws is fixed (replayable).
+    if 'sign' in spec.draws:
         sign = torch.where(torch.rand(batch_size, **kw) < 0.5, -1.0, 1.0)
     else:
         sign = torch.ones(batch_size)
-    center = torch.rand(batch_size, 2, **kw) if spec.name in CENTER_OPS else torch.zeros(0, 2)
-    if spec.name == 'BBox_Cutout':
+    center = torch.rand(batch_size, 2, **kw) if 'center' in spec.draws else torch.zeros(0, 2)
+    if 'box_index' in spec.draws:
         u = torch.rand(batch_size, **kw)
         box_index = torch.tensor([min(int(u[i] * n), n - 1) if n else -1 for i, n in enumerate(counts)],
                                  dtype=torch.long)
@@ -121,9 +122,9 @@ def sample_params(op: Union[str, OpSpec], batch_size: int, height: int, width: i
         box_index = torch.zeros(0, dtype=torch.long)
     box_mask: List[Tensor] = []
     box_center: List[Tensor] = []
-    if spec.bbox_only:
+    if 'box_mask' in spec.draws:
         box_mask = [torch.rand(n, **kw) < box_prob for n in counts]
-        if spec.name in BOX_CENTER_OPS:
+        if 'box_center' in spec.draws:
             box_center = [torch.rand(n, 2, **kw) for n in counts]
     return OpParams(sign=sign, center=center, box_index=box_index, box_mask=box_mask,
                     box_center=box_center).to(device)

@@ -21,7 +21,9 @@ Float images are on the 0..255 scale (as in mmcv and mmdet), so thresholds and t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
+
+from . import mmdet_convert as mc
 
 MAX_LEVEL = 14.0
 FILL_VALUE = 128.0
@@ -51,6 +53,15 @@ class OpSpec:
             ``'none'`` (Identity).
         aliases: other published names of the same op (TensorFlow AutoAugment-for-detection).
         doc: one line on what the op does.
+        draws: what :func:`~det_autoaug.ops.params.sample_params` draws for it, a subset of
+            ``'sign'`` (signed ops), ``'center'`` (a centre per image), ``'box_index'`` (one box
+            per image), ``'box_mask'`` (bbox-only ops: which boxes) and ``'box_center'`` (a
+            centre per box).
+        bracket: half width of the straight-through secant bracket: ``'range'`` (a fraction of
+            the range), ``'unit'`` (1, one level of a rounded magnitude) or ``'pixel'`` (at least
+            one pixel of edge movement).
+        mmdet: magnitude -> the MMDetection transform doing the same (``None`` at the identity),
+            :mod:`.mmdet_convert`; ``None`` if mmdet has no equivalent.
     """
 
     name: str
@@ -65,6 +76,9 @@ class OpSpec:
     grad: str
     aliases: Tuple[str, ...] = field(default=())
     doc: str = ''
+    draws: Tuple[str, ...] = field(default=())
+    bracket: str = 'range'
+    mmdet: Optional[mc.Converter] = None
 
     def magnitude_at(self, level: float, convention: str = 'det') -> float:
         """Magnitude of this op at ``level``.
@@ -124,11 +138,13 @@ def _enhance(level: float) -> float:
 
 def _op(name: str, kind: str, rng: Tuple[float, float], unit: str, level_fn: Callable[[float], float],
         *, ddas_level_fn: Callable[[float], float] | None = None, signed: bool = False,
-        grad: str = 'autograd', aliases: Tuple[str, ...] = (), doc: str = '') -> OpSpec:
+        grad: str = 'autograd', aliases: Tuple[str, ...] = (), doc: str = '', draws: Tuple[str, ...] = (),
+        bracket: str = 'range', mmdet: Optional[mc.Converter] = None) -> OpSpec:
+    draws = ('sign',) * signed + draws + ('box_mask',) * (kind == 'bbox_only')
     return OpSpec(name=name, kind=kind, magnitude_range=rng, unit=unit, level_fn=level_fn,
                   ddas_level_fn=ddas_level_fn or level_fn, signed=signed,
                   moves_boxes=kind == 'geometric', bbox_only=kind == 'bbox_only', grad=grad,
-                  aliases=aliases, doc=doc)
+                  aliases=aliases, doc=doc, draws=draws, bracket=bracket, mmdet=mmdet)
 
 
 _STRENGTH = (0.0, 1.0)
@@ -141,53 +157,63 @@ _CUTOUT_BOX_SCALE = 100.0 / TF_REFERENCE_SIZE   # side of the square: 2 * level 
 _BBOX_CUTOUT_SCALE = 0.75                       # pad fraction of the chosen box
 
 OPS: Tuple[OpSpec, ...] = (
-    _op('Identity', 'colour', _STRENGTH, 'none', _full, grad='none', doc='returns the input'),
+    _op('Identity', 'colour', _STRENGTH, 'none', _full, grad='none', doc='returns the input',
+        mmdet=mc.identity),
     _op('FlipLR', 'geometric', _STRENGTH, 'strength (any m > 0 flips)', _full, grad='straight_through',
-        doc='mirror left-right; boxes follow'),
+        doc='mirror left-right; boxes follow', mmdet=mc.flag('RandomFlip', direction='horizontal')),
     _op('FlipUD', 'geometric', _STRENGTH, 'strength (any m > 0 flips)', _full, grad='straight_through',
-        doc='mirror top-bottom; boxes follow'),
+        doc='mirror top-bottom; boxes follow', mmdet=mc.flag('RandomFlip', direction='vertical')),
     _op('AutoContrast', 'colour', _STRENGTH, 'strength (any m > 0 applies)', _full, grad='straight_through',
-        doc='per-channel stretch of [min, max] to [0, 255]'),
+        doc='per-channel stretch of [min, max] to [0, 255]', mmdet=mc.flag('AutoContrast')),
     _op('Equalize', 'colour', _STRENGTH, 'strength (any m > 0 applies)', _full, grad='straight_through',
-        doc='per-channel histogram equalisation'),
+        doc='per-channel histogram equalisation', mmdet=mc.flag('Equalize')),
     _op('Invert', 'colour', _STRENGTH, 'strength (any m > 0 applies)', _full, grad='straight_through',
-        doc='255 - pixel'),
+        doc='255 - pixel', mmdet=mc.flag('Invert')),
     _op('Blur', 'colour', _STRENGTH, 'blend weight towards the blurred image', _full,
         doc="PIL's ImageFilter.BLUR (5x5 ring kernel), blended by m"),
     _op('Smooth', 'colour', _STRENGTH, 'blend weight towards the smoothed image', _full,
         doc="PIL's ImageFilter.SMOOTH (3x3, centre 5, others 1), blended by m"),
     _op('Rotate', 'geometric', _ROTATE, 'degrees', _linear(30.0), signed=True, aliases=('Rotate_BBox',),
-        doc='rotation about the image centre; boxes become the enclosing box of their rotated corners'),
+        doc='rotation about the image centre; boxes become the enclosing box of their rotated corners',
+        mmdet=mc.geometric('Rotate', mc.same)),
     _op('ShearX', 'geometric', _SHEAR, 'shear factor', _linear(0.3), signed=True, aliases=('ShearX_BBox',),
-        doc='x += m * y about the top-left corner; boxes follow'),
+        doc='x += m * y about the top-left corner; boxes follow',
+        mmdet=mc.geometric('ShearX', mc.shear_degrees)),
     _op('ShearY', 'geometric', _SHEAR, 'shear factor', _linear(0.3), signed=True, aliases=('ShearY_BBox',),
-        doc='y += m * x about the top-left corner; boxes follow'),
+        doc='y += m * x about the top-left corner; boxes follow',
+        mmdet=mc.geometric('ShearY', mc.shear_degrees)),
     _op('TranslateX', 'geometric', (0.0, _TRANSLATE_SCALE * MAX_LEVEL / 10), 'fraction of image width',
         _linear(_TRANSLATE_SCALE), signed=True, aliases=('TranslateX_BBox',),
-        doc='shift by m * width (TF: 250 px at 640 px); boxes follow'),
+        doc='shift by m * width (TF: 250 px at 640 px); boxes follow',
+        mmdet=mc.geometric('TranslateX', mc.same)),
     _op('TranslateY', 'geometric', (0.0, _TRANSLATE_SCALE * MAX_LEVEL / 10), 'fraction of image height',
         _linear(_TRANSLATE_SCALE), signed=True, aliases=('TranslateY_BBox',),
-        doc='shift by m * height (TF: 250 px at 640 px); boxes follow'),
+        doc='shift by m * height (TF: 250 px at 640 px); boxes follow',
+        mmdet=mc.geometric('TranslateY', mc.same)),
     _op('Posterize', 'colour', (0.0, 7.0), 'bits removed', _posterize_det, ddas_level_fn=_posterize_ddas,
-        grad='straight_through', doc='keep the 8 - round(m) high bits of each channel (at least 1)'),
+        grad='straight_through', doc='keep the 8 - round(m) high bits of each channel (at least 1)',
+        bracket='unit', mmdet=mc.posterize),
     _op('Solarize', 'colour', (0.0, 256.0), '256 - threshold', _solarize_det, ddas_level_fn=_solarize_ddas,
-        grad='straight_through', doc='invert pixels >= 256 - m'),
+        grad='straight_through', doc='invert pixels >= 256 - m', mmdet=mc.solarize),
     _op('SolarizeAdd', 'colour', (0.0, 11.0 * MAX_LEVEL), 'added intensity', _linear(110.0),
-        doc='add m to pixels < 128, clip to 255'),
+        doc='add m to pixels < 128, clip to 255', mmdet=mc.solarize_add),
     _op('Color', 'colour', (-0.9, 0.18 * MAX_LEVEL - 0.9), 'saturation factor - 1', _enhance,
-        doc='blend with the greyscale image by factor 1 + m'),
+        doc='blend with the greyscale image by factor 1 + m', mmdet=mc.enhance('Color')),
     _op('Contrast', 'colour', (-0.9, 0.18 * MAX_LEVEL - 0.9), 'contrast factor - 1', _enhance,
-        doc='blend with the mean grey level by factor 1 + m'),
+        doc='blend with the mean grey level by factor 1 + m', mmdet=mc.enhance('Contrast')),
     _op('Brightness', 'colour', (-0.9, 0.18 * MAX_LEVEL - 0.9), 'brightness factor - 1', _enhance,
-        doc='blend with black by factor 1 + m'),
+        doc='blend with black by factor 1 + m', mmdet=mc.enhance('Brightness')),
     _op('Sharpness', 'colour', (-0.9, 0.18 * MAX_LEVEL - 0.9), 'sharpness factor - 1', _enhance,
-        doc="blend with PIL's SMOOTH-filtered image (border kept) by factor 1 + m"),
+        doc="blend with PIL's SMOOTH-filtered image (border kept) by factor 1 + m",
+        mmdet=mc.enhance('Sharpness')),
     _op('Cutout', 'cutout', (0.0, _CUTOUT_SCALE * MAX_LEVEL / 10), 'square side / shorter image side',
         _linear(_CUTOUT_SCALE), grad='straight_through',
-        doc='fill a square (random centre in the image) with 128 (TF: side 2 * level * 10 px at 640 px)'),
+        doc='fill a square (random centre in the image) with 128 (TF: side 2 * level * 10 px at 640 px)',
+        draws=('center',), bracket='pixel', mmdet=mc.cutout),
     _op('BBox_Cutout', 'cutout', (0.0, _BBOX_CUTOUT_SCALE * MAX_LEVEL / 10), 'half size / half box size',
         _linear(_BBOX_CUTOUT_SCALE), grad='straight_through',
-        doc='fill a rectangle centred at a random point of one random box, half sizes m * box size / 2'),
+        doc='fill a rectangle centred at a random point of one random box, half sizes m * box size / 2',
+        draws=('center', 'box_index')),
     _op('Rotate_Only_BBoxes', 'bbox_only', _ROTATE, 'degrees', _linear(30.0), signed=True,
         doc='rotate the content of each selected box about its centre'),
     _op('ShearX_Only_BBoxes', 'bbox_only', _SHEAR, 'shear factor', _linear(0.3), signed=True,
@@ -208,7 +234,8 @@ OPS: Tuple[OpSpec, ...] = (
         grad='straight_through', doc='equalise each selected box with its own histogram'),
     _op('Cutout_Only_BBoxes', 'bbox_only', (0.0, _CUTOUT_BOX_SCALE * MAX_LEVEL / 10),
         'square side / shorter image side', _linear(_CUTOUT_BOX_SCALE), grad='straight_through',
-        doc='fill a square at a random point of each selected box with 128, clipped to the box'),
+        doc='fill a square at a random point of each selected box with 128, clipped to the box',
+        draws=('box_center',), bracket='pixel'),
 )
 
 OPS_BY_NAME: Dict[str, OpSpec] = {op.name: op for op in OPS}

@@ -8,7 +8,7 @@ Bbox-only ops follow the TensorFlow reference: each selected box is processed in
 everything outside the box replaced by the fill value 128, and the result is pasted back inside
 the box only.
 
-:func:`bbox_only` computes exactly that on the boxes' crops, batched over the boxes of every
+:func:`bbox_crops` computes exactly that on the boxes' crops, batched over the boxes of every
 image (one full-image pass per box cost seconds for hundreds of boxes on an 800 px image). A box
 reads and writes only its own pixels, so it waits only for the earlier boxes it overlaps: the
 boxes run in levels (:func:`_levels`; a box's level is one more than that of the last earlier box
@@ -21,7 +21,7 @@ so a box's result never depends on the other boxes or images of the batch.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,8 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import geometry
+from .params import OpParams
+from .registry import get_kernel
 from .table import FILL_VALUE
-from .torch_colour import equalize, solarize
+
+#: ``(box (K, 4), magnitude (K,), sign (K,), height, width) -> (K, 3, 3)``: a box's matrix.
+BoxMatrixFn = Callable[[Tensor, Tensor, Tensor, int, int], Tensor]
+#: ``(crops, magnitude (K,), inside) -> crops``: a pixel op on row-major box crops.
+CropFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def pad_boxes(boxes: List[Tensor], flags: List[Tensor], device: torch.device,
@@ -116,31 +122,25 @@ def _about(point_x: Tensor, point_y: Tensor, matrix: Tensor) -> Tensor:
 
 
 def box_matrix(name: str, box: Tensor, magnitude: Tensor, sign: Tensor, height: int, width: int) -> Tensor:
-    """Continuous-coordinate matrix of a geometric bbox-only op for one box per image.
-
-    Rotation about the box centre, shear about its top-left corner, translation by
-    ``sign * m * W`` (or ``* H``) pixels, left-right mirror about its vertical centre line.
+    """Continuous-coordinate matrix of a geometric bbox-only op for one box per image (the op's
+    ``'box_matrix'`` kernel, :mod:`.regions`).
 
     Shape:
         ``box`` ``(B, 4)``, ``magnitude`` and ``sign`` ``(B,)`` -> ``(B, 3, 3)``.
     """
-    signed = sign.to(magnitude.dtype) * magnitude
-    box = box.to(magnitude.dtype)
-    x1, y1, x2, y2 = box.unbind(-1)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    zero = torch.zeros_like(signed)
-    if name == 'Rotate_Only_BBoxes':
-        return _about(cx, cy, geometry.rotate_matrix(signed, 0, 0))
-    if name in ('ShearX_Only_BBoxes', 'ShearY_Only_BBoxes'):
-        return _about(x1, y1, geometry.shear_matrix(signed, 'x' if name == 'ShearX_Only_BBoxes' else 'y'))
-    if name == 'TranslateX_Only_BBoxes':
-        return geometry.translate_matrix(signed * width, zero)
-    if name == 'TranslateY_Only_BBoxes':
-        return geometry.translate_matrix(zero, signed * height)
-    if name == 'Flip_Only_BBoxes':
-        flip = geometry.flip_matrix(magnitude.detach() > 0, 'x', 0, 0).to(magnitude.dtype)
-        return _about(cx, cy, flip)
-    raise KeyError(f'{name!r} is not a geometric bbox-only op')
+    return get_kernel(name, 'box_matrix')(box, magnitude, sign, height, width)
+
+
+def about_centre(box: Tensor, matrix: Tensor) -> Tensor:
+    """``matrix`` ``(B, 3, 3)`` applied about the centre of ``box`` ``(B, 4)``."""
+    x1, y1, x2, y2 = box.to(matrix.dtype).unbind(-1)
+    return _about((x1 + x2) / 2, (y1 + y2) / 2, matrix)
+
+
+def about_corner(box: Tensor, matrix: Tensor) -> Tensor:
+    """``matrix`` ``(B, 3, 3)`` applied about the top-left corner of ``box`` ``(B, 4)``."""
+    x1, y1, _, _ = box.to(matrix.dtype).unbind(-1)
+    return _about(x1, y1, matrix)
 
 
 # Crops of different sizes share a padded batch while the padding stays under this fraction of
@@ -281,10 +281,7 @@ def _cutout_only_bboxes(images: Tensor, magnitude: Tensor, image: Tensor, boxes:
 
 def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tensor],
               box_mask: List[Tensor], box_center: List[Tensor]) -> Tensor:
-    """Apply a bbox-only op inside every selected box.
-
-    The result is that of the box-by-box order of the module doc, computed on the boxes' crops
-    and batched over the boxes of every image (see the module doc for the schedule).
+    """Apply the bbox-only op ``name`` inside every selected box (its registered torch kernel).
 
     Args:
         name: table name of a bbox-only op.
@@ -296,20 +293,61 @@ def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes:
         box_center: ``B`` tensors ``(N_i, 2)`` (Cutout_Only_BBoxes), else ignored.
 
     Returns:
-        ``(B, C, H, W)`` contiguous; pixels outside the selected boxes are unchanged.
-        Differentiable in ``images`` and, for the geometric ops, in ``magnitude``.
+        ``(B, C, H, W)``; pixels outside the selected boxes are unchanged.
     """
-    batch, channels, height, width = images.shape
+    params = OpParams(sign=sign, center=torch.zeros(0, 2), box_index=torch.zeros(0, dtype=torch.long),
+                      box_mask=box_mask, box_center=box_center)
+    return get_kernel(name, 'torch')(images, magnitude, params, boxes)[0]
+
+
+def _selected(images: Tensor, boxes: List[Tensor], box_mask: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(image index (K,), boxes (K, 4), chosen (N,))`` of the selected boxes of the batch."""
     device, dtype = images.device, images.dtype
     image = torch.cat([torch.full((int(b.shape[0]),), i, dtype=torch.long, device=device)
                        for i, b in enumerate(boxes)])
     chosen = torch.cat([f.to(device=device, dtype=torch.bool).reshape(-1) for f in box_mask]) \
         if box_mask else torch.zeros(0, dtype=torch.bool, device=device)
     chosen_boxes = torch.cat([b.to(device=device, dtype=dtype).reshape(-1, 4) for b in boxes])[chosen]
-    image = image[chosen]
-    if name == 'Cutout_Only_BBoxes':
-        centres = torch.cat([c.to(device=device, dtype=dtype).reshape(-1, 2) for c in box_center])
-        return _cutout_only_bboxes(images, magnitude, image, chosen_boxes, centres[chosen])
+    return image[chosen], chosen_boxes, chosen
+
+
+def cutout_only_bboxes(images: Tensor, magnitude: Tensor, boxes: List[Tensor], box_mask: List[Tensor],
+                       box_center: List[Tensor]) -> Tensor:
+    """Fill a square of side ``m * min(H, W)`` at ``box_center`` of each selected box with 128,
+    clipped to the box.
+
+    Shape:
+        ``images`` ``(B, C, H, W)``, ``magnitude`` ``(B,)``, ``boxes`` ``B`` ``(N_i, 4)``,
+        ``box_mask`` ``B`` ``(N_i,)``, ``box_center`` ``B`` ``(N_i, 2)``. Identity at 0.
+    """
+    image, chosen_boxes, chosen = _selected(images, boxes, box_mask)
+    centres = torch.cat([c.to(device=images.device, dtype=images.dtype).reshape(-1, 2) for c in box_center])
+    return _cutout_only_bboxes(images, magnitude, image, chosen_boxes, centres[chosen])
+
+
+def bbox_crops(images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tensor], box_mask: List[Tensor], *,
+               matrix: Optional[BoxMatrixFn] = None, crop_op: Optional[CropFn] = None) -> Tensor:
+    """Apply an op inside every selected box, on the boxes' crops, in the box-by-box order of
+    the module doc (see there for the schedule).
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        magnitude: ``(B,)`` (identity at 0).
+        sign: ``(B,)`` in ``{-1, +1}``.
+        boxes: ``B`` tensors ``(N_i, 4)``.
+        box_mask: ``B`` bool tensors ``(N_i,)``: the selected boxes.
+        matrix: for ops that warp each box: ``(box (K, 4), magnitude (K,), sign (K,), H, W) ->
+            (K, 3, 3)``, the continuous-coordinate matrix about the box.
+        crop_op: for the others: ``(crops (K, C, 1, L), magnitude (K,), inside (K, 1, 1, L)) ->
+            crops``, each crop row-major in one row, ``inside`` its own pixels.
+
+    Returns:
+        ``(B, C, H, W)`` contiguous; pixels outside the selected boxes are unchanged.
+        Differentiable in ``images`` and, for the warps, in ``magnitude``.
+    """
+    batch, channels, height, width = images.shape
+    device, dtype = images.device, images.dtype
+    image, chosen_boxes, _ = _selected(images, boxes, box_mask)
 
     spans = _spans(*chosen_boxes.unbind(-1), height, width)
     nonempty = (spans[:, 1] > spans[:, 0]) & (spans[:, 3] > spans[:, 2])
@@ -321,7 +359,7 @@ def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes:
     levels = _levels(image.cpu().numpy(), rects)
     sizes = np.stack([rects[:, 1] - rects[:, 0], rects[:, 3] - rects[:, 2]], axis=1)
     areas = sizes[:, 0] * sizes[:, 1]
-    warps = name not in ('Solarize_Only_BBoxes', 'Equalize_Only_BBoxes')
+    warps = matrix is not None
     # Warps sample 2-D crops; the other ops take each crop row-major in one row.
     layout = sizes if warps else np.stack([areas, np.ones_like(areas)], axis=1)
     batches = [at_level[group] for level in range(int(levels.max()) + 1)
@@ -330,7 +368,7 @@ def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes:
         # The same maps in crop coordinates: a matrix about a box point, built about that point
         # moved by the crop origin o, is T(-o) M T(o).
         local = chosen_boxes - spans[:, [2, 0, 2, 0]].to(dtype)
-        matrices = box_matrix(name, local, magnitude[image], sign[image], height, width)
+        matrices = matrix(local, magnitude[image], sign[image], height, width)
         inverse = torch.linalg.inv(geometry.to_index_matrix(matrices.to(torch.float64)))
         # Every canvas side is at most 2^P + 1 with 2^P >= the image sides (eps = 2^-mantissa bits).
         quantum = 2.0 ** math.ceil(math.log2(max(2, height, width))) * torch.finfo(dtype).eps
@@ -346,13 +384,11 @@ def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes:
             r0, r1, c0, c1 = rects[i]
             target = crops[j, :, :r1 - r0, :c1 - c0] if warps else crops[j, :, 0, :(r1 - r0) * (c1 - c0)]
             target.view(channels, r1 - r0, c1 - c0).copy_(running[owner[i], :, r0:r1, c0:c1])
-        if name == 'Solarize_Only_BBoxes':
-            new = solarize(crops, magnitude[image[k]])
-        elif name == 'Equalize_Only_BBoxes':
-            inside = torch.arange(out_h, device=device) < torch.from_numpy(areas[members]).to(device)[:, None]
-            new = equalize(crops, magnitude[image[k]], mask=inside[:, None, None])
-        else:   # warped as (x - fill), zero outside the crop, as .torch_geometric.warp does
+        if warps:   # warped as (x - fill), zero outside the crop, as .torch_geometric.warp does
             new = _warp_crops(crops.sub_(FILL_VALUE), inverse[k], (out_h, out_w), quantum).add_(FILL_VALUE)
+        else:
+            inside = torch.arange(out_h, device=device) < torch.from_numpy(areas[members]).to(device)[:, None]
+            new = crop_op(crops, magnitude[image[k]], inside[:, None, None])
         for j, i in enumerate(members.tolist()):
             r0, r1, c0, c1 = rects[i]
             source = new[j, :, :r1 - r0, :c1 - c0] if warps else new[j, :, 0, :(r1 - r0) * (c1 - c0)]

@@ -153,10 +153,3 @@ def smooth(x: Tensor, m: Tensor) -> Tensor:
     """``x + m * (SMOOTH(x) - x)``: PIL's 3x3 SMOOTH kernel, replicate padding."""
     return x + _per_sample(m) * (filter2d(x, _SMOOTH) - x)
 
-
-COLOUR_KERNELS = {
-    'Identity': identity, 'AutoContrast': autocontrast, 'Equalize': equalize, 'Invert': invert,
-    'Blur': blur, 'Smooth': smooth, 'Posterize': posterize, 'Solarize': solarize,
-    'SolarizeAdd': solarize_add, 'Color': color, 'Contrast': contrast, 'Brightness': brightness,
-    'Sharpness': sharpness,
-}

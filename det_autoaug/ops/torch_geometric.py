@@ -8,18 +8,23 @@ the matrix, hence to the magnitude.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 from kornia.geometry.transform import warp_affine
 from torch import Tensor
 
 from . import geometry
+from .registry import get_kernel
 from .table import FILL_VALUE
+
+#: ``(magnitude (B,), sign (B,), height, width) -> (B, 3, 3)`` continuous-coordinate matrices.
+MatrixFn = Callable[[Tensor, Tensor, int, int], Tensor]
+TorchKernel = Callable[..., Tuple[Tensor, Tensor]]
 
 
 def geometric_matrix(name: str, magnitude: Tensor, sign: Tensor, height: int, width: int) -> Tensor:
-    """The continuous-coordinate matrix of a whole-image geometric op.
+    """The continuous-coordinate matrix of a whole-image geometric op (its ``'matrix'`` kernel).
 
     Args:
         name: table name of a geometric op.
@@ -31,19 +36,7 @@ def geometric_matrix(name: str, magnitude: Tensor, sign: Tensor, height: int, wi
     Returns:
         ``(B, 3, 3)`` matrices (identity at magnitude 0), dtype of ``magnitude``.
     """
-    signed = sign.to(magnitude.dtype) * magnitude
-    if name == 'Rotate':
-        return geometry.rotate_matrix(signed, height, width)
-    if name in ('ShearX', 'ShearY'):
-        return geometry.shear_matrix(signed, name[-1].lower())
-    if name == 'TranslateX':
-        return geometry.translate_matrix(signed * width, torch.zeros_like(signed))
-    if name == 'TranslateY':
-        return geometry.translate_matrix(torch.zeros_like(signed), signed * height)
-    if name in ('FlipLR', 'FlipUD'):
-        axis = 'x' if name == 'FlipLR' else 'y'
-        return geometry.flip_matrix(magnitude.detach() > 0, axis, height, width).to(magnitude.dtype)
-    raise KeyError(f'{name!r} is not a whole-image geometric op')
+    return get_kernel(name, 'matrix')(magnitude, sign, height, width)
 
 
 def warp(images: Tensor, matrix: Tensor) -> Tensor:
@@ -60,17 +53,18 @@ def warp(images: Tensor, matrix: Tensor) -> Tensor:
     return shifted + FILL_VALUE
 
 
-def geometric(name: str, images: Tensor, magnitude: Tensor, sign: Tensor) -> Tuple[Tensor, Tensor]:
-    """Apply a whole-image geometric op.
+def warping(matrix: MatrixFn) -> TorchKernel:
+    """The torch kernel of a geometric op that warps by ``matrix`` (bilinear, fill 128)."""
+    def kernel(images: Tensor, magnitude: Tensor, params, boxes) -> Tuple[Tensor, Tensor]:
+        m = matrix(magnitude, params.sign, *images.shape[-2:])
+        return warp(images, m), m
+    return kernel
 
-    Returns:
-        ``(images, matrices)``: warped ``(B, C, H, W)`` and the ``(B, 3, 3)`` matrices.
-    """
-    height, width = images.shape[-2:]
-    matrix = geometric_matrix(name, magnitude, sign, height, width)
-    if name in ('FlipLR', 'FlipUD'):
-        # Exact mirror (no interpolation error); the matrix above describes the same map.
-        dim = -1 if name == 'FlipLR' else -2
-        flipped = torch.where(magnitude.detach().view(-1, 1, 1, 1) > 0, images.flip(dim), images)
-        return flipped, matrix
-    return warp(images, matrix), matrix
+
+def flipping(matrix: MatrixFn, dim: int) -> TorchKernel:
+    """The torch kernel of a flip along ``dim`` where the strength ``m > 0``: an exact mirror (no
+    interpolation error); ``matrix`` describes the same map for the boxes."""
+    def kernel(images: Tensor, magnitude: Tensor, params, boxes) -> Tuple[Tensor, Tensor]:
+        m = matrix(magnitude, params.sign, *images.shape[-2:])
+        return torch.where(magnitude.detach().view(-1, 1, 1, 1) > 0, images.flip(dim), images), m
+    return kernel

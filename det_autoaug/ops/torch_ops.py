@@ -36,11 +36,9 @@ import torch
 from torch import Tensor
 
 from . import boxes as box_ops
-from .params import BOX_CENTER_OPS, CENTER_OPS, OpParams, sample_params
+from .params import OpParams, sample_params
 from .table import OpSpec, check_magnitude, get_op
-from .torch_bbox_only import bbox_cutout, bbox_only, cutout
-from .torch_colour import COLOUR_KERNELS
-from .torch_geometric import geometric
+from .registry import get_kernel
 
 #: Half width of the secant bracket, as a fraction of the magnitude range (non-strength ops).
 BRACKET_FRACTION = 0.1
@@ -69,8 +67,8 @@ def secant_bracket(spec: OpSpec, magnitude: Tensor, height: int, width: int) -> 
 
     Strength ops (range ``[0, 1]``) use ``[0, 1]``: the hard op against the identity. Other ops
     use ``m +- BRACKET_FRACTION * (range width)`` clamped to the range, widened where the op is
-    coarser than that: Posterize ``m +- 1`` (one bit), Cutout and Cutout_Only_BBoxes at least one
-    pixel of edge movement.
+    coarser than that (``OpSpec.bracket``): ``'unit'`` ``m +- 1`` (Posterize: one bit),
+    ``'pixel'`` at least one pixel of edge movement (Cutout, Cutout_Only_BBoxes).
 
     Shape:
         ``magnitude`` ``(B,)`` -> ``(lo, hi)`` each ``(B,)``, ``lo < hi``.
@@ -79,9 +77,9 @@ def secant_bracket(spec: OpSpec, magnitude: Tensor, height: int, width: int) -> 
     if (lo_r, hi_r) == (0.0, 1.0):
         return torch.zeros_like(magnitude), torch.ones_like(magnitude)
     half = BRACKET_FRACTION * (hi_r - lo_r)
-    if spec.name == 'Posterize':
+    if spec.bracket == 'unit':
         half = 1.0
-    elif spec.name in ('Cutout', 'Cutout_Only_BBoxes'):
+    elif spec.bracket == 'pixel':
         half = max(half, 1.0 / max(1, min(height, width)))
     return (magnitude - half).clamp(min=lo_r), (magnitude + half).clamp(max=hi_r)
 
@@ -147,12 +145,12 @@ def _check_params(spec: OpSpec, params: OpParams, batch: int, counts: Optional[L
         raise ValueError(f'params must be an OpParams, got {type(params).__name__}')
     if params.batch_size != batch:
         raise ValueError(f'params are for a batch of {params.batch_size} but the images hold {batch}')
-    if spec.name in CENTER_OPS and tuple(params.center.shape) != (batch, 2):
+    if 'center' in spec.draws and tuple(params.center.shape) != (batch, 2):
         raise ValueError(f'{spec.name} needs params.center of shape ({batch}, 2), got '
                          f'{tuple(params.center.shape)}')
-    if spec.name == 'BBox_Cutout':
+    if 'box_index' in spec.draws:
         if tuple(params.box_index.shape) != (batch,):
-            raise ValueError(f'BBox_Cutout needs params.box_index of shape ({batch},), got '
+            raise ValueError(f'{spec.name} needs params.box_index of shape ({batch},), got '
                              f'{tuple(params.box_index.shape)}')
         n = counts or [0] * batch
         for i, j in enumerate(params.box_index.tolist()):
@@ -160,7 +158,7 @@ def _check_params(spec: OpSpec, params: OpParams, batch: int, counts: Optional[L
                 raise ValueError(f'params.box_index[{i}]={j} but image {i} has {n[i]} boxes')
     if spec.bbox_only and counts is not None:
         fields = [('box_mask', params.box_mask)]
-        if spec.name in BOX_CENTER_OPS:
+        if 'box_center' in spec.draws:
             fields.append(('box_center', params.box_center))
         for name, values in fields:
             got = [int(v.shape[0]) for v in values]
@@ -169,26 +167,11 @@ def _check_params(spec: OpSpec, params: OpParams, batch: int, counts: Optional[L
                                  'sample the params with the same boxes')
 
 
-def _kernel(spec: OpSpec, params: OpParams, boxes: Optional[List[Tensor]],
-            batch: int) -> Callable[[Tensor, Tensor], Tuple[Tensor, Optional[Tensor]]]:
-    """``(x, m) -> (images, matrices)`` for ``spec`` with the parameters bound."""
-    name = spec.name
-    device_boxes = boxes if boxes is not None else [torch.zeros(0, 4)] * batch
-    if spec.kind == 'colour':
-        kernel = COLOUR_KERNELS[name]
-        return lambda x, m: (kernel(x, m), None)
-    if spec.kind == 'geometric':
-        return lambda x, m: geometric(name, x, m, params.sign)
-    if name == 'Cutout':
-        return lambda x, m: (cutout(x, m, params.center), None)
-    if name == 'BBox_Cutout':
-        return lambda x, m: (bbox_cutout(x, m, params.center, params.box_index, device_boxes), None)
-    if spec.bbox_only:
-        if boxes is None:
-            return lambda x, m: (x.clone(), None)
-        return lambda x, m: (bbox_only(name, x, m, params.sign, boxes, params.box_mask, params.box_center),
-                             None)
-    raise KeyError(f'op {name!r} of kind {spec.kind!r} has no torch kernel')
+def _kernel(spec: OpSpec, params: OpParams,
+            boxes: Optional[List[Tensor]]) -> Callable[[Tensor, Tensor], Tuple[Tensor, Optional[Tensor]]]:
+    """``(x, m) -> (images, matrices)``: the op's registered torch kernel with its parameters bound."""
+    kernel = get_kernel(spec, 'torch')
+    return lambda x, m: kernel(x, m, params, boxes)
 
 
 def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Tensor]],
@@ -233,7 +216,7 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
     _check_params(spec, params, batch, counts)
     params = params.to(images.device)
     kernel_boxes = [b.to(images.device) for b in boxes] if boxes is not None else None
-    kernel = _kernel(spec, params, kernel_boxes, batch)
+    kernel = _kernel(spec, params, kernel_boxes)
 
     x = images.to(dtype)
     if spec.grad == 'straight_through':

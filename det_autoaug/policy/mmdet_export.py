@@ -8,13 +8,13 @@ module; building the config needs mmdet.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..ops.table import OPS
 from .sampling import ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, build_policy
 
 #: A sub-policy that does nothing: mmdet has no Identity transform and AutoAugment rejects empty
@@ -27,73 +27,11 @@ MMDET_SCOPE = 'mmdet.'
 ROUNDING_WARN_FRACTION = 0.05
 
 
-def _enhance(name: str) -> Callable[[float], Optional[dict]]:
-    def convert(m: float) -> Optional[dict]:
-        factor = 1.0 + m
-        if not 0.0 <= factor <= 2.0:
-            raise ValueError(f'{name} factor {factor:.4g} (magnitude {m:.4g}) is outside mmdet {name}\'s '
-                             'range [0, 2]')
-        return None if m == 0 else {'type': name, 'min_mag': factor, 'max_mag': factor}
-    return convert
-
-
-def _geometric(name: str, to_mmdet: Callable[[float], float]) -> Callable[[float], Optional[dict]]:
-    def convert(m: float) -> Optional[dict]:
-        value = float(to_mmdet(m))
-        return None if m == 0 else {'type': name, 'min_mag': value, 'max_mag': value, 'reversal_prob': 0.5,
-                                    'img_border_value': 128}
-    return convert
-
-
-def _flag(name: str, **kwargs: Any) -> Callable[[float], Optional[dict]]:
-    return lambda m: {'type': name, **kwargs} if m > 0 else None
-
-
-def _solarize_add(m: float) -> Optional[dict]:
-    if m > 110.0:
-        raise ValueError(f'SolarizeAdd magnitude {m:.4g} is outside mmdet SolarizeAdd\'s range [0, 110]')
-    return None if m == 0 else {'type': 'SolarizeAdd', 'min_mag': float(m), 'max_mag': float(m)}
-
-
-def _posterize(m: float) -> Optional[dict]:
-    bits = float(max(1, 8 - int(round(m))))
-    return None if bits == 8 else {'type': 'Posterize', 'min_mag': bits, 'max_mag': bits}
-
-
-def _solarize(m: float) -> Optional[dict]:
-    return None if m == 0 else {'type': 'Solarize', 'min_mag': 256.0 - m, 'max_mag': 256.0 - m}
-
-
-def _cutout(m: float) -> Optional[dict]:
-    return None if m == 0 else {'type': 'CutOut', 'n_holes': 1, 'cutout_ratio': (float(m), float(m)),
-                                'fill_in': (128, 128, 128)}
-
-
-#: Our op -> the mmdet transform at a fixed magnitude (``None``: the identity). mmdet's
-#: conventions: Shear in degrees (``atan`` of our factor), Translate a fraction of the side,
-#: Color/Contrast/Brightness/Sharpness a factor (``1 + m``), Solarize a threshold, Posterize bits
-#: kept. Ops missing here (bbox-only ops, BBox_Cutout, Blur, Smooth) have no mmdet equivalent.
+#: Our op -> the mmdet transform at a fixed magnitude (``None``: the identity), read from each
+#: op's ``OpSpec.mmdet`` (:mod:`det_autoaug.ops.mmdet_convert`). Ops missing here (bbox-only ops,
+#: BBox_Cutout, Blur, Smooth) have no mmdet equivalent.
 _MMDET_EQUIVALENT: Dict[str, Callable[[float], Optional[dict]]] = {
-    'Identity': lambda m: None,
-    'FlipLR': _flag('RandomFlip', direction='horizontal'),
-    'FlipUD': _flag('RandomFlip', direction='vertical'),
-    'AutoContrast': _flag('AutoContrast'),
-    'Equalize': _flag('Equalize'),
-    'Invert': _flag('Invert'),
-    'Rotate': _geometric('Rotate', lambda m: m),
-    'ShearX': _geometric('ShearX', lambda m: math.degrees(math.atan(m))),
-    'ShearY': _geometric('ShearY', lambda m: math.degrees(math.atan(m))),
-    'TranslateX': _geometric('TranslateX', lambda m: m),
-    'TranslateY': _geometric('TranslateY', lambda m: m),
-    'Posterize': _posterize,
-    'Solarize': _solarize,
-    'SolarizeAdd': _solarize_add,
-    'Color': _enhance('Color'),
-    'Contrast': _enhance('Contrast'),
-    'Brightness': _enhance('Brightness'),
-    'Sharpness': _enhance('Sharpness'),
-    'Cutout': _cutout,
-}
+    op.name: op.mmdet for op in OPS if op.mmdet is not None}
 
 
 def _to_mmdet_step(step: ChainStep, rounded: List[str]) -> Optional[dict]:

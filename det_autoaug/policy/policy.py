@@ -15,8 +15,7 @@ New code should import from those modules, or from :mod:`det_autoaug.policy`.
 from .apply import (GeneratorOrList, _cat_params, _compose_keep, _step_params, apply_chain_np, apply_chains_torch,
                     image_generators, run_chain_np)
 from .mmdet_export import (_MMDET_EQUIVALENT, EXPORT_TV_TOLERANCE, IDENTITY_SUBPOLICY, MMDET_SCOPE,
-                           ROUNDING_WARN_FRACTION, MmdetExport, _cutout, _enhance, _exact_distribution,
-                           _export_candidates, _flag, _geometric, _posterize, _solarize, _solarize_add,
+                           ROUNDING_WARN_FRACTION, MmdetExport, _exact_distribution, _export_candidates,
                            _to_mmdet_step, _top_k_within, export_mmdet_autoaugment, to_mmdet_autoaugment)
 from .policy_file import PolicyFile, load_policy_file, schedule_index
 from .published import PUBLISHED_POLICIES
