@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-from mmengine.logging import MessageHub
 from mmengine.registry import TRANSFORMS
 from mmengine.structures import BaseDataElement
+
+from ..policy.adapters import process_seeded_generator, runner_epoch
 
 TORCHVISION_POLICIES = ('randaugment', 'trivialaugment', 'autoaugment-cifar', 'autoaugment-imagenet',
                         'autoaugment-svhn')
@@ -183,17 +184,15 @@ class _SeededTransform(BaseTransform):
 
     In a dataloader worker ``torch.initial_seed()`` is the worker's seed (drawn from the
     runner-seeded main generator each epoch), in the main process the runner's seed, so a
-    seeded run is reproducible and workers never share a stream.
+    seeded run is reproducible and workers never share a stream
+    (:func:`det_autoaug.policy.adapters.process_seeded_generator`).
     """
 
-    _seed: Optional[int] = None
-    _generator: Optional[torch.Generator] = None
+    _seeded: Optional[Tuple[int, torch.Generator]] = None
 
     def generator(self) -> torch.Generator:
-        seed = torch.initial_seed()
-        if self._generator is None or seed != self._seed:
-            self._seed, self._generator = seed, torch.Generator().manual_seed(seed % 2 ** 63)
-        return self._generator
+        self._seeded = process_seeded_generator(self._seeded)
+        return self._seeded[1]
 
 
 @TRANSFORMS.register_module()
@@ -208,7 +207,8 @@ class DAClsPolicy(_SeededTransform):
         policy: a policy-file path or a published policy name
             (:func:`det_autoaug.policy.sampling.build_policy`).
         schedule: use the file's trajectory as a per-epoch schedule (the DDAS schedule): the
-            current epoch and ``max_epochs`` are read from mmengine's ``MessageHub``. Needs
+            current epoch and ``max_epochs`` are the runner's
+            (:func:`det_autoaug.policy.adapters.runner_epoch`). Needs
             ``num_workers=0`` or non-persistent workers (forked after each epoch starts).
             Default: the final distribution for every epoch.
     """
@@ -224,12 +224,7 @@ class DAClsPolicy(_SeededTransform):
 
     def transform(self, results: Dict) -> Dict:
         from ..policy.apply import apply_chains_torch
-        epoch = max_epochs = None
-        if self.schedule:
-            hub = MessageHub.get_current_instance()
-            epoch, max_epochs = hub.get_info('epoch'), hub.get_info('max_epochs')
-            if epoch is not None and max_epochs is not None:
-                epoch = min(int(epoch), int(max_epochs) - 1)
+        epoch, max_epochs = runner_epoch() if self.schedule else (None, None)
         generator = self.generator()
         chain = self.policy.sample_chain(generator, epoch=epoch, train_epochs=max_epochs)
         if not chain:

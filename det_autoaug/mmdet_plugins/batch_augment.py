@@ -50,9 +50,10 @@ Randomness: one CPU ``torch.Generator`` draws every chain and every op parameter
 seeded by mmengine (``randomness=dict(seed=...)``) is reproducible; an integer ``seed`` fixes
 the stream regardless of the global state. Policy files with a trajectory are followed by
 epoch (the DDAS schedule, :func:`det_autoaug.policy.policy_file.schedule_index`): the epoch and the
-number of training epochs are read from mmengine's ``MessageHub`` (``'epoch'`` and
-``'max_epochs'``, kept by the runner's ``RuntimeInfoHook``); outside a runner the final policy
-is used.
+number of training epochs are the runner's, read by :func:`det_autoaug.policy.adapters.runner_epoch`
+(an epoch past ``max_epochs`` counts as the last); outside a runner the final policy is used.
+The gather and scatter of the instances, the epoch and the seeding rule are shared with the
+other policy adapters (:mod:`det_autoaug.policy.adapters`).
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ from torch.nn.modules.module import register_module_module_registration_hook
 from mmdet.registry import MODELS
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
-from .transforms import SANITIZE_HINT, invalid_boxes, invalid_boxes_message
+from ..policy.adapters import (SANITIZE_HINT, gather_instance_boxes, invalid_boxes, invalid_boxes_message, plain_boxes,
+                               runner_epoch, scatter_instance_boxes, seed_once)
 
 #: mmdet's default normalisation (ImageNet statistics, RGB order, 0..255 scale).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -117,27 +119,6 @@ def preprocessor_normalisation(preprocessor: nn.Module) -> Tuple[Stats, Stats, s
     else:
         mean, std = (0.0,), (1.0,)
     return mean, std, 'rgb' if preprocessor._channel_conversion else 'bgr'
-
-
-def _runner_epochs() -> Tuple[Optional[int], Optional[int]]:
-    """``(epoch, max_epochs)`` of the running mmengine runner (MessageHub), ``None`` outside one."""
-    from mmengine.logging import MessageHub
-    if not MessageHub._instance_dict:
-        return None, None
-    hub = MessageHub.get_current_instance()
-    epoch, max_epochs = hub.get_info('epoch'), hub.get_info('max_epochs')
-    return (None if epoch is None else int(epoch)), (None if not max_epochs else int(max_epochs))
-
-
-def _plain_boxes(bboxes: Any) -> Tensor:
-    return bboxes.tensor if hasattr(bboxes, 'tensor') else bboxes
-
-
-def _like(new: Tensor, old: Any) -> Any:
-    """``new`` in the box type of ``old`` (``HorizontalBoxes`` stays ``HorizontalBoxes``)."""
-    if hasattr(old, 'tensor'):
-        return type(old)(new.to(old.tensor))
-    return new.to(old)
 
 
 @MODELS.register_module()
@@ -255,8 +236,7 @@ class BatchPolicyAugment(nn.Module):
 
     def _generator(self) -> torch.Generator:
         if self.generator is None:
-            seed = self.seed if self.seed is not None else int(torch.randint(0, 2 ** 62, (1,)))
-            self.generator = torch.Generator().manual_seed(seed)
+            self.generator = seed_once(self.seed)
         return self.generator
 
     def forward(self, inputs: Tensor, data_samples: List[Any]) -> Tuple[Tensor, List[Any]]:
@@ -293,9 +273,7 @@ class BatchPolicyAugment(nn.Module):
         for i, sample in enumerate(data_samples):
             self._check_boxes(sample, i)
         generator = self._generator()
-        epoch, max_epochs = _runner_epochs()
-        if epoch is not None and max_epochs is not None and epoch >= max_epochs:
-            epoch = max_epochs - 1  # an iteration-based loop can run past its nominal epochs
+        epoch, max_epochs = runner_epoch()
         chains = [self.policy.sample_chain(generator, epoch=epoch, train_epochs=max_epochs)
                   for _ in range(batch)]
 
@@ -317,14 +295,14 @@ class BatchPolicyAugment(nn.Module):
             pixels = (inputs[idx, :, :h, :w] * std + mean).clamp(0, 255)
             if self.channel_order == 'bgr' and channels == 3:
                 pixels = pixels.flip(1)
-            boxes, n_gts = zip(*[self._instance_boxes(data_samples[i], inputs.device) for i in idx])
+            boxes, n_gts = zip(*[gather_instance_boxes(data_samples[i], inputs.device) for i in idx])
             images, new_boxes, keeps = apply_chains_torch(pixels, list(boxes), [chains[i] for i in idx],
                                                           generator, **self.filter_kwargs)
             if self.channel_order == 'bgr' and channels == 3:
                 images = images.flip(1)
             out[idx, :, :h, :w] = (images - mean) / std
             for j, i in enumerate(idx):
-                self._set_instances(data_samples[i], new_boxes[j], keeps[j], n_gts[j])
+                scatter_instance_boxes(data_samples[i], new_boxes[j], keeps[j], n_gts[j])
         return out, data_samples
 
     def _check_boxes(self, sample: Any, index: int) -> None:
@@ -333,7 +311,7 @@ class BatchPolicyAugment(nn.Module):
             instances = sample.get(key)
             if instances is None or 'bboxes' not in instances:
                 continue
-            boxes = _plain_boxes(instances.bboxes).detach()
+            boxes = plain_boxes(instances.bboxes).detach()
             bad = invalid_boxes(boxes)
             if not bool(bad.any()):
                 continue
@@ -341,33 +319,6 @@ class BatchPolicyAugment(nn.Module):
                 raise ValueError(invalid_boxes_message(f'BatchPolicyAugment: data_samples[{index}].{key}.bboxes',
                                                        boxes.cpu(), bad.cpu(), SANITIZE_HINT))
             setattr(sample, key, instances[~bad])
-
-    @staticmethod
-    def _instance_boxes(sample: Any, device: torch.device) -> Tuple[Tensor, int]:
-        """Boxes of the gt and the ignored instances, concatenated, and the number of gt boxes."""
-        parts = []
-        for key in ('gt_instances', 'ignored_instances'):
-            instances = sample.get(key)
-            if instances is not None and 'bboxes' in instances:
-                parts.append(_plain_boxes(instances.bboxes).to(device=device, dtype=torch.float32).reshape(-1, 4))
-            else:
-                parts.append(torch.zeros(0, 4, device=device))
-        return torch.cat(parts), int(parts[0].shape[0])
-
-    @staticmethod
-    def _set_instances(sample: Any, boxes: Tensor, keep: Tensor, n_gt: int) -> None:
-        """Write the kept boxes back and drop removed instances with all their fields."""
-        gt_keep, ign_keep = keep[:n_gt], keep[n_gt:]
-        n_gt_kept = int(gt_keep.sum())
-        for key, mask, new in (('gt_instances', gt_keep, boxes[:n_gt_kept]),
-                               ('ignored_instances', ign_keep, boxes[n_gt_kept:])):
-            instances = sample.get(key)
-            if instances is None or 'bboxes' not in instances:
-                continue
-            old = instances.bboxes
-            kept = instances[mask.to(_plain_boxes(old).device)]
-            kept.bboxes = _like(new, old)
-            setattr(sample, key, kept)
 
 
 def batch_augment_cfg(data_preprocessor: Dict[str, Any], policy: Any = 'autoaug_det_v0',

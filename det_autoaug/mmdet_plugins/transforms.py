@@ -10,7 +10,8 @@ Shared behaviour:
 
 - Randomness: each call seeds a fresh ``torch.Generator`` from numpy's global generator (which
   mmengine seeds per dataloader worker), so runs are reproducible and no per-call state is kept
-  on the transform.
+  on the transform (:func:`det_autoaug.policy.adapters.numpy_seeded_generator`, where the rules
+  of the other policy adapters are listed too).
 - Boxes: geometric ops move ``gt_bboxes`` by the op's matrix, clip them, and drop the boxes that
   became too small (``min_size`` px) or mostly left the image (``min_visible``), together with
   their ``gt_bboxes_labels`` and ``gt_ignore_flags``. mmdet's own geometric transforms never drop
@@ -33,7 +34,7 @@ Shared behaviour:
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Optional, Sequence, Type
 
 import mmdet.datasets.transforms  # noqa: F401  (registers mmdet's names before the clash check)
 import numpy as np
@@ -41,10 +42,10 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes, autocast_box_type
-from mmengine.logging import MessageHub
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.table import MAX_LEVEL, OPS, OpSpec, check_magnitude, get_op
+from ..policy.adapters import SANITIZE_HINT, invalid_boxes, invalid_boxes_message, numpy_seeded_generator, runner_epoch
 from ..policy.apply import run_chain_np
 from ..policy.sampling import (ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
                                build_policy)
@@ -92,43 +93,12 @@ def _check_channel_order(channel_order: str) -> str:
     return channel_order
 
 
-def _numpy_seeded_generator() -> torch.Generator:
-    """A fresh generator seeded from numpy's global RNG (seeded per worker by mmengine)."""
-    return torch.Generator().manual_seed(int(np.random.randint(0, 2 ** 62, dtype=np.int64)))
-
-
 def _reject_masks(results: dict, what: str) -> None:
     for key in ('gt_masks', 'gt_seg_map'):
         if results.get(key) is not None:
             raise ValueError(f'{what} moves pixels but does not transform {key!r}: instance masks and '
                              'segmentation maps are not supported by det_autoaug geometric ops; remove '
                              f'{key!r} (e.g. LoadAnnotations(with_mask=False)) or use pixel-only ops')
-
-
-def invalid_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Which boxes break the rule of :func:`det_autoaug.ops.boxes.check_boxes`.
-
-    Args:
-        boxes: ``(N, 4)`` ``(x1, y1, x2, y2)``, any float or integer dtype.
-
-    Returns:
-        ``(N,)`` bool: not finite, ``x2 < x1`` or ``y2 < y1``.
-    """
-    boxes = boxes.reshape(-1, 4).float()
-    return ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-
-
-#: What the invalid-box error suggests where the transform can sanitise.
-SANITIZE_HINT = ', or pass sanitize_boxes=True to drop such boxes with their labels'
-
-
-def invalid_boxes_message(what: str, boxes: torch.Tensor, bad: torch.Tensor, hint: str = '') -> str:
-    """The error for invalid input boxes: how many, where, their values, what was expected."""
-    index = bad.nonzero().flatten()
-    values = boxes.reshape(-1, 4)[index[:3]].tolist()
-    more = f' (and {len(index) - 3} more)' if len(index) > 3 else ''
-    return (f'{what} holds {len(index)} invalid boxes at {index[:3].tolist()}{more}: {values}; expected finite '
-            f'x1 <= x2 and y1 <= y2. Fix the annotations{hint}')
 
 
 # Per-instance result keys, indexed together when invalid boxes are dropped.
@@ -169,7 +139,7 @@ def _apply(results: dict, chain: Sequence[ChainStep], *, box_prob: Optional[floa
     box_array = None
     if boxes is not None:
         box_array = boxes.numpy() if isinstance(boxes, BaseBoxes) else np.asarray(boxes, np.float32)
-    out, new_boxes, keep, matrix = run_chain_np(image, box_array, chain, _numpy_seeded_generator(),
+    out, new_boxes, keep, matrix = run_chain_np(image, box_array, chain, numpy_seeded_generator(),
                                                 box_prob=box_prob, min_size=min_size, min_visible=min_visible)
     results['img'] = np.ascontiguousarray(out[..., ::-1]) if rgb_view else out
     if boxes is not None:
@@ -322,10 +292,10 @@ class PolicyAugment(BaseTransform):
     ``dict(name='trivialaugment', space=...)``) or a policy file (augment with probability
     ``apply_prob`` by ``ops_per_policy`` entries drawn from ``probs``).
 
-    Policy files with a trajectory follow the DDAS schedule by epoch: the current epoch is read
-    from mmengine's ``MessageHub`` (runtime info ``'epoch'``, kept by the runner's
-    ``RuntimeInfoHook``), the number of training epochs from ``train_epochs``, else from the hub's
-    ``'max_epochs'``. Outside a runner (no epoch in the hub) the final policy is used. Dataloader
+    Policy files with a trajectory follow the DDAS schedule by epoch: the current epoch is the
+    runner's (:func:`det_autoaug.policy.adapters.runner_epoch`), the number of training epochs is
+    ``train_epochs``, else the runner's ``max_epochs`` (an epoch past it counts as the last).
+    Outside a runner (no epoch in the hub) the final policy is used. Dataloader
     workers see the hub as it was when they were started: with ``persistent_workers=True`` they
     keep the first epoch's snapshot, so use ``persistent_workers=False`` (or
     ``BatchPolicyAugment``) with scheduled policies.
@@ -379,20 +349,12 @@ class PolicyAugment(BaseTransform):
         self.sanitize_boxes = sanitize_boxes
         self._moves_pixels = _policy_moves_pixels(self.policy)
 
-    def _epoch(self) -> Tuple[Optional[int], Optional[int]]:
-        if not self.policy.uses_epoch:
-            return None, None
-        hub = MessageHub.get_current_instance()
-        epoch = hub.get_info('epoch')
-        train_epochs = self.train_epochs if self.train_epochs is not None else hub.get_info('max_epochs')
-        return epoch, train_epochs
-
     @autocast_box_type()
     def transform(self, results: dict) -> dict:
         """Sample a chain for this image and apply it; see the class doc for the keys."""
         _check_input_boxes(results, f'PolicyAugment({self.policy_spec!r})', self.sanitize_boxes)
-        generator = _numpy_seeded_generator()
-        epoch, train_epochs = self._epoch()
+        generator = numpy_seeded_generator()
+        epoch, train_epochs = runner_epoch(self.train_epochs) if self.policy.uses_epoch else (None, None)
         if self._moves_pixels:  # checked on every call, not only when a geometric op is drawn
             _reject_masks(results, f'PolicyAugment({self.policy_spec!r})')
         chain = self.policy.sample_chain(generator, epoch, train_epochs)

@@ -18,32 +18,7 @@ from torch import Tensor
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.params import sample_params
 from ..ops.torch_ops import apply_op
-
-
-def _instance_boxes(sample) -> Tuple[Tensor, int]:
-    """Boxes of the gt and the ignored instances of one sample, concatenated; (boxes, n_gt)."""
-    gt = sample.gt_instances.bboxes
-    gt = gt.tensor if hasattr(gt, 'tensor') else gt
-    ignored = getattr(sample, 'ignored_instances', None)
-    if ignored is not None and 'bboxes' in ignored:
-        ign = ignored.bboxes.tensor if hasattr(ignored.bboxes, 'tensor') else ignored.bboxes
-        return torch.cat([gt, ign.to(gt)]), len(gt)
-    return gt, len(gt)
-
-
-def _set_instances(sample, boxes: Tensor, keep: Tensor, n_gt: int) -> None:
-    """Write the kept boxes back, dropping dropped instances with all their per-instance fields."""
-    from mmdet.structures.bbox import HorizontalBoxes
-    keep = keep.to(boxes.device)
-    gt_keep, ign_keep = keep[:n_gt], keep[n_gt:]
-    n_gt_kept = int(gt_keep.sum())
-    gt = sample.gt_instances[gt_keep.to(sample.gt_instances.bboxes.device)]
-    gt.bboxes = HorizontalBoxes(boxes[:n_gt_kept].to(gt.bboxes.device))
-    sample.gt_instances = gt
-    if len(ign_keep):
-        ignored = sample.ignored_instances[ign_keep.to(sample.ignored_instances.bboxes.device)]
-        ignored.bboxes = HorizontalBoxes(boxes[n_gt_kept:].to(ignored.bboxes.device))
-        sample.ignored_instances = ignored
+from ..policy.adapters import gather_instance_boxes, scatter_instance_boxes
 
 
 def augment_batch(data_batch: Dict, chain: Sequence[tuple], generator: torch.Generator,
@@ -90,10 +65,9 @@ def augment_batch(data_batch: Dict, chain: Sequence[tuple], generator: torch.Gen
         if bgr and images.shape[1] == 3:
             images = images.flip(1)
         if with_boxes:
-            boxes, n_gts = zip(*[_instance_boxes(samples[i]) for i in idx])
+            boxes, n_gts = map(list, zip(*[gather_instance_boxes(samples[i], device) for i in idx]))
         else:
-            boxes, n_gts = [torch.zeros(0, 4) for _ in idx], [0] * len(idx)
-        boxes = [b.to(device=device, dtype=torch.float32) for b in boxes]
+            boxes, n_gts = [torch.zeros(0, 4, device=device) for _ in idx], [0] * len(idx)
         keeps = [torch.ones(len(b), dtype=torch.bool, device=device) for b in boxes]
         for op, magnitude, *gate in chain:
             params = sample_params(op, len(idx), shape[-2], shape[-1], boxes, generator=generator, device=device)
@@ -117,7 +91,7 @@ def augment_batch(data_batch: Dict, chain: Sequence[tuple], generator: torch.Gen
         for j, i in enumerate(idx):
             out_inputs[i] = images[j]
             if with_boxes:
-                _set_instances(samples[i], boxes[j], keeps[j], n_gts[j])
+                scatter_instance_boxes(samples[i], boxes[j], keeps[j], n_gts[j])
     out = dict(data_batch)
     out.update(inputs=torch.stack(out_inputs) if stacked else out_inputs, data_samples=samples)
     return out
