@@ -10,7 +10,7 @@ Rotate@10, TranslateX@3, Brightness@7):
    an image with probability ``--gt-prob``) and with none, 3 seeds; an entry's effect is its test
    mAP minus none's, paired by seed; harmful / helpful beyond Student's two-sided 95% bound
    (:func:`det_autoaug.evaluation.planted_harm.classify`).
-2. **Searches.** Each searcher searches with ``DDASSearchHook`` over ``det_planted`` while the
+2. **Searches.** Each searcher searches with ``PolicySearchHook`` over ``det_planted`` while the
    detector trains for ``--search-epochs`` epochs of the same schedule (the comparison's search),
    5 seeds; its final per-entry probabilities give the harmful mass.
 3. **Null.** Each search also runs with its rewards shuffled, 10 seeds
@@ -122,21 +122,25 @@ def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[st
     from mmengine.runner import Runner
 
     from det_autoaug.evaluation.planted_harm import entry_probs, make_null
+    from det_autoaug.search.hook import PolicySearchHook
+    from det_autoaug.search.hook_cfg import search_hooks, set_hook_searcher
 
     kind, searcher_cfg = SEARCHERS[searcher]
     cfg = Config.fromfile(setting['search_config'])
-    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') == 'DDASSearchHook']
+    hooks = search_hooks(cfg)
     if not hooks:
-        raise SystemExit(f'search config {setting["search_config"]} has no DDASSearchHook in custom_hooks')
-    hooks[0].update(space=SPACE, searcher=kind, searcher_cfg=dict(hooks[0].get('searcher_cfg') or {}, **searcher_cfg))
+        raise SystemExit(f'search config {setting["search_config"]} has no search hook (PolicySearchHook)')
+    searcher_cfg = dict(searcher_cfg)
     if setting['quick'] and searcher_cfg.get('signal') == 'lookahead':  # rounds of 2 so that one completes
-        hooks[0]['searcher_cfg'].update(lookahead_steps=2, lookahead_val_batches=1)
+        searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
+    hooks[0]['space'] = SPACE
+    set_hook_searcher(hooks[0], kind, searcher_cfg)
     out = Path(work_dir) / name
     compare_det._common(cfg, data_root=setting['data_root'], scale=setting['scale'], epochs=setting['search_epochs'],
                         seed=seed, work_dir=out, num_workers=setting['num_workers'], name=name,
                         iters_per_epoch=setting['iters_per_epoch'])
     runner = Runner.from_cfg(cfg)
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    hook = next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
     if null:
         make_null(hook.searcher, torch.Generator().manual_seed(seed + 77))
     start = time.perf_counter()
