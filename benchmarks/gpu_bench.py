@@ -33,17 +33,17 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ops import single_threaded  # noqa: E402  (torch and cv2 on one thread, as a dataloader worker)
 from det_autoaug.ops import OPS, apply_op, get_space, sample_params  # noqa: E402
 from det_autoaug.policy.policy import apply_chains_torch, build_policy, run_chain_np  # noqa: E402
 from det_autoaug.search.searchers import DDASSearcher, TorchSearchContext  # noqa: E402
+
+from bench_ops import single_threaded  # noqa: E402  (torch and cv2 on one thread, as a dataloader worker)
 
 PIXEL_TOL = 1e-3 * 255   # |device - CPU| on the 0..255 scale, for all but FLIPPED_SHARE of the pixels
 FLIPPED_SHARE = 1e-3     # pixels allowed beyond PIXEL_TOL (ops with thresholds: Solarize, Posterize, ...)

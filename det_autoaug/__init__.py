@@ -41,6 +41,6 @@ __all__ = ['OPS', 'SPACES', 'available_ops', 'get_op', 'get_space', 'WITH_OPENMM
 
 # sys.modules.get, not `in`: a None entry marks a module as blocked, not imported.
 if WITH_OPENMMLAB and sys.modules.get('mmengine') is not None:
-    from . import mmdet_plugins  # noqa: E402  (registers into mmdet's registries)
+    from . import mmdet_plugins  # noqa: F401  (registers into mmdet's registries)
 
     __all__.append('mmdet_plugins')

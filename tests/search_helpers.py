@@ -1,20 +1,11 @@
-"""Helpers of the searcher tests: one torch thread, comparing searcher states, toy checkpoints."""
+"""Helpers of the searcher tests: comparing searcher states, toy checkpoints, the toy blob problem
+(the ``one_thread`` fixture is in conftest.py)."""
 from __future__ import annotations
 
 import io
 from typing import Any, Dict
 
-import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add contention on a shared machine (autouse where imported)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def flatten_state(state: Any, prefix: str = '') -> Dict[str, Any]:

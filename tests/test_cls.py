@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,13 +12,13 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
+import det_autoaug.cls as cls
+from det_autoaug.ops.spaces import get_space
+from det_autoaug.policy.policy_file import load_policy_file, save_policy_file
 
-import det_autoaug.cls as cls  # noqa: E402
-from det_autoaug.ops.spaces import get_space  # noqa: E402
-from det_autoaug.policy.policy_file import load_policy_file, save_policy_file  # noqa: E402
-from cls_helpers import make_fashion_root  # noqa: E402
+from cls_helpers import make_fashion_root
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PACK = [dict(type='PackClsInputs')]
 

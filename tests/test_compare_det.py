@@ -1,4 +1,5 @@
-"""tools/compare_det.py: the quick comparison runs every arm and writes the table, JSON and plot."""
+"""tools/compare_det.py and det_autoaug.evaluation.compare_det: the quick comparison runs every arm and
+writes the table, JSON and plot; the summary, the arms and the command line reject what they should."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-
-import compare_det  # noqa: E402
+import compare_det  # tools/ (conftest.py): the command line
+from det_autoaug.evaluation.compare_det import augmentation
+from det_autoaug.evaluation.compare_det_report import summarise
+from det_helpers import ROOT
 
 ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
         'ddas_lookahead', 'dada', 'daas')
@@ -80,7 +81,7 @@ def test_quick_search_cost_and_policies(quick: Path) -> None:
 def test_summarise_mean_and_sample_std() -> None:
     runs = [dict(arm='none', seed=s, bbox_mAP=v, bbox_mAP_50=2 * v, train_seconds=1.0)
             for s, v in enumerate((0.1, 0.2, 0.3))]
-    s = compare_det.summarise(runs, ['none', 'ddas'])
+    s = summarise(runs, ['none', 'ddas'])
     assert list(s) == ['none']
     assert s['none']['bbox_mAP']['mean'] == pytest.approx(0.2)
     assert s['none']['bbox_mAP']['std'] == pytest.approx(0.1)
@@ -93,6 +94,6 @@ def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(SystemExit):
         compare_det._settings(compare_det.parse_args(['--epochs', '0']))
     with pytest.raises(ValueError, match='unknown arm'):
-        compare_det._augmentation('flip', None)
+        augmentation('flip', None)
     with pytest.raises(ValueError, match='needs a policy file'):
-        compare_det._augmentation('ddas', None)
+        augmentation('ddas', None)

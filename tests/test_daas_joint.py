@@ -3,7 +3,6 @@ problem whose best candidate is known, exact resume, and a tiny search -> train 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,18 @@ from mmengine.logging import MessageHub
 from mmengine.registry import HOOKS
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
+from det_autoaug.cls.nas import CANDIDATE_NAMES, ChoiceBlock, ChoiceNet, fixed_backbone_cfg
+from det_autoaug.ops.spaces import SpaceEntry, get_space
+from det_autoaug.policy.policy_file import load_policy_file
+from det_autoaug.search.arch_file import arch_from_dict, load_arch_file, save_arch_file
+from det_autoaug.search.searchers import SEARCHERS, DAASJointSearcher, TorchSearchContext
 
-from det_autoaug.cls.nas import CANDIDATE_NAMES, ChoiceBlock, ChoiceNet, fixed_backbone_cfg  # noqa: E402
-from det_autoaug.ops.spaces import SpaceEntry, get_space  # noqa: E402
-from det_autoaug.policy.policy_file import load_policy_file  # noqa: E402
-from det_autoaug.search.arch_file import arch_from_dict, load_arch_file, save_arch_file  # noqa: E402
-from det_autoaug.search.searchers import SEARCHERS, DAASJointSearcher, TorchSearchContext  # noqa: E402
-from cls_helpers import make_fashion_root  # noqa: E402
-from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: E402,F401  (one_thread: autouse)
+from cls_helpers import make_fashion_root
+from search_helpers import ToyCheckpoint, assert_same_state
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in ('Identity', 'FlipLR', 'FlipUD', 'Invert'))
 SIZE, BATCH = 8, 16

@@ -16,7 +16,8 @@ from torch import nn
 
 from det_autoaug.ops.spaces import SpaceEntry
 from det_autoaug.search.searchers import DAASJointSearcher, DAASSearcher, TorchSearchContext, build_searcher
-from search_helpers import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
 
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in ('Identity', 'FlipLR', 'FlipUD', 'Invert'))
 SIZE, BATCH = 8, 16

@@ -15,8 +15,10 @@ from det_autoaug.ops.spaces import SpaceEntry
 from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, save_policy_file
 from det_autoaug.search.searchers import DADASearcher, DADASharedSearcher, TorchSearchContext, build_searcher
-from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import assert_same_state
 from search_helpers import ToyBlobs, toy_images as _images
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
 
 OFFICIAL_OPS = ('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate', 'AutoContrast', 'Invert', 'Equalize',
                 'Solarize', 'Posterize', 'Contrast', 'Color', 'Brightness', 'Sharpness', 'Cutout')

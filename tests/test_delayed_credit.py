@@ -7,8 +7,10 @@ import torch
 from det_autoaug.search.core import DDASPolicy
 from det_autoaug.search.delayed_credit import DelayedCredit, GradientSketch
 from det_autoaug.search.searchers import DDASSearcher
-from search_helpers import assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import assert_same_state
 from test_searchers import ENTRIES, Toy
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
 
 
 def test_sketch_inner_products_are_unbiased():

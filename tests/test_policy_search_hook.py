@@ -23,7 +23,9 @@ from det_autoaug.search.searchers import (SEARCHER_TYPES, SEARCHERS, DAASSearche
 from det_autoaug.search.searchers.base import record_snapshot
 
 from det_helpers import make_digits, search_runner_cfg
-from search_helpers import assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import assert_same_state
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
 
 ENTRIES = get_space('det_default')
 

@@ -17,8 +17,10 @@ from det_autoaug.policy.policy import SearchedPolicy, build_policy
 from det_autoaug.policy.policy_file import load_policy_file, policy_from_dict, save_policy_file
 from det_autoaug.search.searchers import (DAASSearcher, DADASharedSearcher, DDASSearcher, TorchSearchContext,
                                           build_searcher, select_images)
-from search_helpers import ToyCheckpoint, assert_same_state, one_thread  # noqa: F401  (one_thread: autouse)
+from search_helpers import assert_same_state
 from search_helpers import ToyBlobs
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors (conftest.py)
 
 OPS = ('Identity', 'FlipLR', 'FlipUD', 'Invert')
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in OPS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import socket
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from det_autoaug.mmdet_plugins.transforms import PolicyAugment
 from det_autoaug.policy.policy_file import load_policy_file
 from det_autoaug.search.hook import DDASSearchHook
 
-from det_helpers import ROOT, make_digits, search_runner_cfg
+from det_helpers import make_digits, search_runner_cfg
 
 
 @pytest.fixture(scope='module')
@@ -119,11 +118,7 @@ def test_bad_searcher_arguments_fail_at_build_time():
 
 
 def test_search_det_tool_sets_the_searcher(monkeypatch):
-    sys.path.insert(0, str(ROOT / 'tools'))
-    try:
-        import search_det
-    finally:
-        sys.path.remove(str(ROOT / 'tools'))
+    import search_det  # tools/ (conftest.py)
     assert search_det.parse_args(['--searcher', 'dada']).searcher == 'dada'
     assert search_det.parse_args([]).searcher is None
     with pytest.raises(SystemExit):

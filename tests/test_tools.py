@@ -14,24 +14,20 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config
 
-from det_helpers import CLASSES, make_digits
+import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment, BatchPolicyAugment, DDASSearchHook)
+from det_autoaug.ops.spaces import get_space
+from det_autoaug.policy import SearchedPolicy
+from det_autoaug.policy.policy_file import save_policy_file
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-import search_cls  # noqa: E402
-import search_det  # noqa: E402
-import train_det  # noqa: E402
-
-import det_autoaug.mmdet_plugins  # noqa: E402,F401  (registers PolicyAugment, BatchPolicyAugment, DDASSearchHook)
-from det_autoaug.policy import SearchedPolicy  # noqa: E402
-from det_autoaug.policy.policy_file import save_policy_file  # noqa: E402
-from det_autoaug.ops.spaces import get_space  # noqa: E402
+import search_cls  # tools/ (conftest.py)
+import search_det
+import train_det
+from det_helpers import CLASSES, ROOT, make_digits
 
 STOCK_RETINANET = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 STOCK_RTMDET = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'

@@ -44,9 +44,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import compare_det  # noqa: E402
+CHECKOUT = Path(__file__).resolve().parents[1]
+if str(CHECKOUT) not in sys.path:
+    sys.path.insert(0, str(CHECKOUT))  # run from a checkout without installing the package
+
+from det_autoaug.evaluation import compare_det  # noqa: E402
+from det_autoaug.utils.device import select_device  # noqa: E402
 
 SPACE = 'det_planted'
 # name -> (searcher of DDASSearchHook, searcher_cfg on top of the search config's)
@@ -136,9 +139,9 @@ def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[st
     hooks[0]['space'] = SPACE
     set_hook_searcher(hooks[0], kind, searcher_cfg)
     out = Path(work_dir) / name
-    compare_det._common(cfg, data_root=setting['data_root'], scale=setting['scale'], epochs=setting['search_epochs'],
-                        seed=seed, work_dir=out, num_workers=setting['num_workers'], name=name,
-                        iters_per_epoch=setting['iters_per_epoch'])
+    compare_det.configure_run(cfg, data_root=setting['data_root'], scale=setting['scale'],
+                              epochs=setting['search_epochs'], seed=seed, work_dir=out,
+                              num_workers=setting['num_workers'], name=name, iters_per_epoch=setting['iters_per_epoch'])
     runner = Runner.from_cfg(cfg)
     hook = next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
     if null:
@@ -164,8 +167,7 @@ def _run(task: tuple) -> str:
 def _init_worker(device: str) -> None:
     import torch
     torch.set_num_threads(1)
-    from search_det import select_device  # sets CUDA_VISIBLE_DEVICES='' for 'cpu' before torch uses CUDA
-    select_device(device)
+    select_device(device)  # hides CUDA for 'cpu' before torch initialises it
     import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and the search hook)
 
 
@@ -254,8 +256,6 @@ def print_tables(results: Dict[str, Any]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
-    from search_det import select_device
-
     device = select_device(args.device)
     import torch
     torch.set_num_threads(1)

@@ -38,6 +38,7 @@ from mmengine.config import DictAction  # noqa: E402
 from det_autoaug.search.hook_cfg import SEARCH_HOOK, is_search_hook, search_hooks, set_hook_searcher  # noqa: E402
 from det_autoaug.search.hook_cfg import hook_searcher as _hook_searcher  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
+from det_autoaug.utils.device import select_device  # noqa: E402  (train_det, search_cls, train_cls import it from here)
 
 CFG_OPTIONS_HELP = ('override settings of the config, KEY=VALUE pairs merged into it as in mmdet\'s tools/train.py '
                     '(lists as key="[a,b]" or key=a,b; list items by index: key.0.scale="(64,64)")')
@@ -77,23 +78,6 @@ def parse_cfg_options(items: Sequence[str]) -> dict:
     parser = argparse.ArgumentParser(prog='--cfg-options', add_help=False)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(['--cfg-options', *items]).cfg_options
-
-
-def select_device(device: str) -> str:
-    """Make ``device`` the one mmengine uses; fail clearly when CUDA is asked for and absent."""
-    if device == 'cpu':
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''  # mmengine picks CUDA whenever it sees one
-        return 'cpu'
-    import torch
-    if device == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if device.startswith('cuda'):
-        if not torch.cuda.is_available():
-            raise SystemExit(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
-        if ':' in device:
-            torch.cuda.set_device(int(device.split(':', 1)[1]))
-        return device
-    raise SystemExit(f"--device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
 def print_policy(path: Path, top: int = 15) -> None:

@@ -10,12 +10,20 @@ checkpoints safe to resume and crash-safe (:func:`det_autoaug.utils.checkpoint.e
 """
 from ..search.hook import DDASSearchHook, PolicySearchHook
 from ..utils.checkpoint import enable_safe_resume
-from .datasets import DACIFAR, DAFashionMNIST, DAImageFolder, DASVHN
+from .datasets import DACIFAR, DASVHN, DAFashionMNIST, DAImageFolder
 from .metric import DAAccuracy
 from .models import DAImageClassifier, TorchvisionResNet, WideResNet
 from .nas import CANDIDATE_NAMES, CANDIDATES, ChoiceBlock, ChoiceNet, fixed_backbone_cfg
-from .transforms import (CenterCropCls, DAClsPolicy, DAClsTorchvisionAug, PackClsInputs, RandomCropPadCls,
-                         RandomFlipCls, RandomResizedCropCls, ResizeCls)
+from .transforms import (
+    CenterCropCls,
+    DAClsPolicy,
+    DAClsTorchvisionAug,
+    PackClsInputs,
+    RandomCropPadCls,
+    RandomFlipCls,
+    RandomResizedCropCls,
+    ResizeCls,
+)
 
 enable_safe_resume()
 

@@ -43,9 +43,20 @@ import cv2
 import numpy as np
 
 # Names of the scene module re-exported here, where they were defined before it was split off.
-from .digit_scenes import (ALPHA_FLOOR, DIGITS_PER_IMAGE, HEIGHT_FRACTION, MAX_IOU,  # noqa: F401
-                           MIN_COLOUR_DISTANCE, SIDE_RANGE, SKIMAGE_BACKGROUNDS, Scene, _iou, load_backgrounds,
-                           load_mnist_5k, render_scene)
+from .digit_scenes import (  # noqa: F401
+    ALPHA_FLOOR,
+    DIGITS_PER_IMAGE,
+    HEIGHT_FRACTION,
+    MAX_IOU,
+    MIN_COLOUR_DISTANCE,
+    SIDE_RANGE,
+    SKIMAGE_BACKGROUNDS,
+    Scene,
+    _iou,
+    load_backgrounds,
+    load_mnist_5k,
+    render_scene,
+)
 
 BUILDER_VERSION = 1
 CLASSES = tuple('0123456789')

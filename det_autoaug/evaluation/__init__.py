@@ -1,1 +1,2 @@
-"""Evaluation harnesses: measurements of whether a searcher finds what helps (planted harm)."""
+"""Experiments: whether a searcher finds what helps (planted harm) and whether a searched policy beats the
+baselines (the classification and detection comparisons: arms, config edits, runs, reports)."""

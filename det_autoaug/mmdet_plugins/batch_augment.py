@@ -63,14 +63,21 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_module_registration_hook
 
-from mmdet.registry import MODELS
-
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
-from ..policy.adapters import (SANITIZE_HINT, gather_instance_boxes, invalid_boxes, invalid_boxes_message, plain_boxes,
-                               runner_epoch, scatter_instance_boxes, seed_once)
+from ..policy.adapters import (
+    SANITIZE_HINT,
+    gather_instance_boxes,
+    invalid_boxes,
+    invalid_boxes_message,
+    plain_boxes,
+    runner_epoch,
+    scatter_instance_boxes,
+    seed_once,
+)
 
 #: mmdet's default normalisation (ImageNet statistics, RGB order, 0..255 scale).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)

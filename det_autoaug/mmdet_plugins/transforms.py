@@ -47,8 +47,15 @@ from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.table import MAX_LEVEL, OPS, OpSpec, check_magnitude, get_op
 from ..policy.adapters import SANITIZE_HINT, invalid_boxes, invalid_boxes_message, numpy_seeded_generator, runner_epoch
 from ..policy.apply import run_chain_np
-from ..policy.sampling import (ChainStep, Policy, PolicySpec, PublishedPolicy, SearchedPolicy, TrivialAugmentPolicy,
-                               build_policy)
+from ..policy.sampling import (
+    ChainStep,
+    Policy,
+    PolicySpec,
+    PublishedPolicy,
+    SearchedPolicy,
+    TrivialAugmentPolicy,
+    build_policy,
+)
 
 #: Prefix of the per-op transform names.
 PREFIX = 'DA'

@@ -15,8 +15,19 @@ import numpy as np
 from torch import Tensor
 
 from . import torch_colour as tc
-from .cv2_common import (BLUR_KERNEL, GREY_WEIGHTS, RAMP, SMOOTH_KERNEL, Kernel, autocontrast_tables, blend,
-                         equalize_tables, filtered, lut, solarize_table)
+from .cv2_common import (
+    BLUR_KERNEL,
+    GREY_WEIGHTS,
+    RAMP,
+    SMOOTH_KERNEL,
+    Kernel,
+    autocontrast_tables,
+    blend,
+    equalize_tables,
+    filtered,
+    lut,
+    solarize_table,
+)
 from .registry import register_kernel
 
 

@@ -17,12 +17,30 @@ from torch import Tensor
 
 from . import geometry
 from . import torch_colour as tc
-from .cv2_common import (Kernel, center_of, equalize_tables, fill_rect, index_matrices, lut, need_params,
-                         solarize_table, span, warp)
+from .cv2_common import (
+    Kernel,
+    center_of,
+    equalize_tables,
+    fill_rect,
+    index_matrices,
+    lut,
+    need_params,
+    solarize_table,
+    span,
+    warp,
+)
 from .params import OpParams
 from .registry import register_kernel
-from .torch_bbox_only import (BoxMatrixFn, CropFn, about_centre, about_corner, bbox_crops, bbox_cutout, cutout,
-                              cutout_only_bboxes)
+from .torch_bbox_only import (
+    BoxMatrixFn,
+    CropFn,
+    about_centre,
+    about_corner,
+    bbox_crops,
+    bbox_cutout,
+    cutout,
+    cutout_only_bboxes,
+)
 
 # ----------------------------------------------------------------------------- cutouts
 

@@ -37,8 +37,8 @@ from torch import Tensor
 
 from . import boxes as box_ops
 from .params import OpParams, sample_params
-from .table import OpSpec, check_magnitude, get_op
 from .registry import get_kernel
+from .table import OpSpec, check_magnitude, get_op
 
 #: Half width of the secant bracket, as a fraction of the magnitude range (non-strength ops).
 BRACKET_FRACTION = 0.1

@@ -26,8 +26,11 @@ from torch import Tensor
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE, check_boxes
 from ..ops.table import MAX_LEVEL, get_op
-from .apply import apply_chain_np, apply_chains_torch
-from .apply import run_chain_traced  # noqa: F401  (defined here before the numpy appliers became one)
+from .apply import (
+    apply_chain_np,
+    apply_chains_torch,
+    run_chain_traced,  # noqa: F401  (defined here before the numpy appliers became one)
+)
 from .sampling import ChainStep, Policy, PolicySpec, build_policy
 
 

@@ -12,8 +12,21 @@ from typing import Any, Mapping, Optional, Tuple
 
 from ..ops.spaces import SpaceEntry
 from ..ops.table import MAX_LEVEL, get_op
-from .file_schema import (MAX_ENTRIES, MAX_EPOCH, MAX_OPS_PER_POLICY, MAX_SNAPSHOTS, MAX_SUBPOLICIES, PROB_TOLERANCE,
-                          SCHEMA, VERSION, VERSION_SUBPOLICIES, PolicyFile, Snapshot, SubPolicy, SubPolicyOp)
+from .file_schema import (
+    MAX_ENTRIES,
+    MAX_EPOCH,
+    MAX_OPS_PER_POLICY,
+    MAX_SNAPSHOTS,
+    MAX_SUBPOLICIES,
+    PROB_TOLERANCE,
+    SCHEMA,
+    VERSION,
+    VERSION_SUBPOLICIES,
+    PolicyFile,
+    Snapshot,
+    SubPolicy,
+    SubPolicyOp,
+)
 
 
 def _where(path: Optional[str]) -> str:

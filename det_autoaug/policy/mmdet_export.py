@@ -159,10 +159,10 @@ def export_mmdet_autoaugment(policy: Union[Policy, PolicySpec], top_k: int = 25,
     kept tuples are renormalised among themselves to share ``apply_prob``, so the chance that an
     image is augmented is kept; with ``False`` everything kept is renormalised together and the
     identity sub-policy takes most of the mass (the chance of augmenting falls, e.g. from 0.35
-    to about 0.01 for a near-uniform 67-entry policy at ``top_k=25``). Either way the total-variation distance from the policy
-    (:class:`MmdetExport`) is the mass of the chains left out; past ``tolerance`` the export
-    warns with the distance, the augmentation probabilities and the ``top_k`` that would be
-    within it, or raises with ``strict=True``.
+    to about 0.01 for a near-uniform 67-entry policy at ``top_k=25``). Either way the
+    total-variation distance from the policy (:class:`MmdetExport`) is the mass of the chains
+    left out; past ``tolerance`` the export warns with the distance, the augmentation
+    probabilities and the ``top_k`` that would be within it, or raises with ``strict=True``.
 
     Magnitudes are fixed (``min_mag == max_mag``), converted to mmdet's conventions and rounded
     to one decimal as mmdet's ``level_to_mag`` does anyway (a warning lists those that change by

@@ -12,16 +12,46 @@ What it held now lives by concern:
 
 New code should import from those modules, or from :mod:`det_autoaug.policy`.
 """
-from .apply import (GeneratorOrList, _cat_params, _compose_keep, _step_params, apply_chain_np, apply_chains_torch,
-                    image_generators, run_chain_np)
-from .mmdet_export import (_MMDET_EQUIVALENT, EXPORT_TV_TOLERANCE, IDENTITY_SUBPOLICY, MMDET_SCOPE,
-                           ROUNDING_WARN_FRACTION, MmdetExport, _exact_distribution, _export_candidates,
-                           _to_mmdet_step, _top_k_within, export_mmdet_autoaugment, to_mmdet_autoaugment)
+from .apply import (
+    GeneratorOrList,
+    _cat_params,
+    _compose_keep,
+    _step_params,
+    apply_chain_np,
+    apply_chains_torch,
+    image_generators,
+    run_chain_np,
+)
+from .mmdet_export import (
+    _MMDET_EQUIVALENT,
+    EXPORT_TV_TOLERANCE,
+    IDENTITY_SUBPOLICY,
+    MMDET_SCOPE,
+    ROUNDING_WARN_FRACTION,
+    MmdetExport,
+    _exact_distribution,
+    _export_candidates,
+    _to_mmdet_step,
+    _top_k_within,
+    export_mmdet_autoaugment,
+    to_mmdet_autoaugment,
+)
 from .policy_file import PolicyFile, load_policy_file, schedule_index
 from .published import PUBLISHED_POLICIES
-from .sampling import (TRIVIAL_AUGMENT, TRIVIAL_AUGMENT_MAX_LEVEL, ChainStep, Policy, PolicySpec, PublishedPolicy,
-                       SearchedPolicy, TrivialAugmentPolicy, _check_prob, _policy_from_mapping, build_policy,
-                       trivial_augment_range)
+from .sampling import (
+    TRIVIAL_AUGMENT,
+    TRIVIAL_AUGMENT_MAX_LEVEL,
+    ChainStep,
+    Policy,
+    PolicySpec,
+    PublishedPolicy,
+    SearchedPolicy,
+    TrivialAugmentPolicy,
+    _check_prob,
+    _policy_from_mapping,
+    build_policy,
+    trivial_augment_range,
+)
 
 __all__ = [
     'ChainStep', 'Policy', 'PolicySpec', 'PublishedPolicy', 'TrivialAugmentPolicy', 'SearchedPolicy',

@@ -37,9 +37,23 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from ..ops.spaces import SpaceEntry
 from ..utils.json_file import read_json, write_json_atomic
 from .file_checks import policy_from_dict
-from .file_schema import (MAX_DEPTH, MAX_ENTRIES, MAX_EPOCH, MAX_FILE_BYTES, MAX_OPS_PER_POLICY, MAX_SNAPSHOTS,
-                          MAX_SUBPOLICIES, PROB_TOLERANCE, SCHEMA, VERSION, VERSION_SUBPOLICIES, PolicyFile, Snapshot,
-                          SubPolicy, SubPolicyOp)
+from .file_schema import (
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    MAX_EPOCH,
+    MAX_FILE_BYTES,
+    MAX_OPS_PER_POLICY,
+    MAX_SNAPSHOTS,
+    MAX_SUBPOLICIES,
+    PROB_TOLERANCE,
+    SCHEMA,
+    VERSION,
+    VERSION_SUBPOLICIES,
+    PolicyFile,
+    Snapshot,
+    SubPolicy,
+    SubPolicyOp,
+)
 
 __all__ = [
     'SCHEMA', 'VERSION', 'VERSION_SUBPOLICIES', 'PROB_TOLERANCE', 'MAX_FILE_BYTES', 'MAX_DEPTH', 'MAX_ENTRIES',

@@ -17,9 +17,15 @@ import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
+
 # The search context used to live here; its names stay importable from this module.
-from ..context import (DiffStep, SearchContext, SearchContextMixin, TorchSearchContext,  # noqa: F401
-                       augment_batch_differentiable)
+from ..context import (  # noqa: F401
+    DiffStep,
+    SearchContext,
+    SearchContextMixin,
+    TorchSearchContext,
+    augment_batch_differentiable,
+)
 
 #: ``(scalars, infos)`` of :meth:`Searcher.log_items`.
 LogItems = Tuple[Dict[str, float], Dict[str, str]]
@@ -49,7 +55,7 @@ class Searcher(abc.ABC):
     entries: Tuple[SpaceEntry, ...]
     trajectory: List[Dict[str, Any]]
 
-    def setup(self, ctx: SearchContext) -> None:
+    def setup(self, ctx: SearchContext) -> None:  # noqa: B027  (optional hook: by default nothing to check)
         """Called once the context has its model (the hook: at the end of ``before_run``), before any
         step and after ``__init__``; a searcher that needs the model (e.g. its choice blocks) checks
         it here and raises ``ValueError`` if it does not fit."""

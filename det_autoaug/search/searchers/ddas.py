@@ -10,8 +10,8 @@ from torch import Tensor
 from ...ops.spaces import SpaceEntry
 from ..core import DDASPolicy
 from ..delayed_credit import DelayedCredit, GradientSketch
-from .base import Searcher, check_int, select_images
 from ..lookahead import LookaheadRounds
+from .base import Searcher, check_int, select_images
 
 SIGNALS = ('one_step', 'lookahead')
 
