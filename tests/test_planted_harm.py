@@ -86,6 +86,9 @@ def test_summary_counts_seeds_below_the_null_5th_percentile():
     assert row['harmful_mass'] == [0.2, 0.6] and row['helpful_mass'] == [0.5, 0.2]
     # null harmful masses 0.5, 0.45, 0.6: 5th percentile 0.455; only the first seed (0.2) is below
     assert abs(row['null_p05'] - 0.455) < 1e-9 and row['separated'] == 1
+    # null helpful masses 0.25, 0.3, 0.2: 95th percentile 0.295; only the first seed (0.5) is above it
+    assert row['null_helpful_mass'] == [0.25, 0.3, 0.2]
+    assert abs(row['null_helpful_p95'] - 0.295) < 1e-9 and row['helpful_separated'] == 1
 
 
 def test_signal_study_tool_writes_both_signals_per_round(tmp_path):

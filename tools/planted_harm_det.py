@@ -237,14 +237,17 @@ def print_tables(results: Dict[str, Any]) -> None:
     if summary is not None:
         print(f'\nharmful: {summary["harmful"]} (uniform share {summary["uniform_harmful"]:.3f}); '
               f'helpful: {summary["helpful"]} (uniform share {summary["uniform_helpful"]:.3f})')
-        print('\n| searcher | harmful mass per seed | null harmful mass | null 5th pct | seeds below it |')
-        print('|---|---|---|---|---|')
+        print('\n| searcher | harmful mass per seed | null harmful mass | null 5th pct | seeds below it | '
+              'helpful mass per seed | null helpful mass | null 95th pct | seeds above it |')
+        print('|---|---|---|---|---|---|---|---|---|')
         fmt = lambda xs: ', '.join(f'{x:.3f}' for x in xs)  # noqa: E731
         for name, row in summary['searchers'].items():
-            null = fmt(row['null_harmful_mass']) if 'null_harmful_mass' in row else 'n/a'
-            p05 = f'{row["null_p05"]:.3f}' if 'null_p05' in row else 'n/a'
-            sep = f'{row["separated"]}/{len(row["harmful_mass"])}' if 'separated' in row else 'n/a'
-            print(f'| {name} | {fmt(row["harmful_mass"])} | {null} | {p05} | {sep} |')
+            n = len(row['harmful_mass'])
+            null = [fmt(row[k]) if k in row else 'n/a' for k in ('null_harmful_mass', 'null_helpful_mass')]
+            pct = [f'{row[k]:.3f}' if k in row else 'n/a' for k in ('null_p05', 'null_helpful_p95')]
+            sep = [f'{row[k]}/{n}' if k in row else 'n/a' for k in ('separated', 'helpful_separated')]
+            print(f'| {name} | {fmt(row["harmful_mass"])} | {null[0]} | {pct[0]} | {sep[0]} | '
+                  f'{fmt(row["helpful_mass"])} | {null[1]} | {pct[1]} | {sep[1]} |')
     print('\nfinal p per entry (mean over seeds; uniform ' + f'{1 / len(labels):.3f}):')
     for group in ('searches', 'nulls'):
         for name, runs in results[group].items():

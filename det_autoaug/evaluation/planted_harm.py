@@ -324,5 +324,10 @@ def summarise(gt: dict, searches: Dict[str, List[dict]], nulls: Dict[str, List[d
             row['null_harmful_mass'] = null_h
             row['null_p05'] = float(np.percentile(null_h, 5))
             row['separated'] = sum(v < row['null_p05'] for v in h)
+            # the helpful side, where the ground truth has helpful entries: above the null's 95th percentile
+            null_g = [mass(r['probs'], labels, helpful) for r in null_runs]
+            row['null_helpful_mass'] = null_g
+            row['null_helpful_p95'] = float(np.percentile(null_g, 95))
+            row['helpful_separated'] = sum(v > row['null_helpful_p95'] for v in g)
         out['searchers'][name] = row
     return out
