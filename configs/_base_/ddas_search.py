@@ -1,4 +1,4 @@
-# Search a detection augmentation policy with DDAS while the runner trains (DDASSearchHook).
+# Search a detection augmentation policy with DDAS while the runner trains (PolicySearchHook).
 #
 # Include it next to a training config whose own custom_hooks it may then not redefine
 # (mmengine allows a key from one base file only):
@@ -9,17 +9,20 @@
 # The training pipeline must not augment (no RandomFlip/PolicyAugment needed: the hook makes
 # the augmented copies itself). The policy file (policy.json in the work dir) is what
 # PolicyAugment / BatchPolicyAugment read: policy='work_dirs/<run>/policy.json'.
+# Another searcher: searcher=dict(type='DADA') or dict(type='DAAS', lr_alpha=..., lr_beta=...).
 custom_imports = dict(imports=['det_autoaug.mmdet_plugins'], allow_failed_imports=False)
 
 custom_hooks = [
     dict(
-        type='DDASSearchHook',
+        type='PolicySearchHook',
+        searcher=dict(
+            type='DDAS',
+            num_policies=3,        # K augmented copies per step (DDAS: 3)
+            init_apply_prob=0.35,  # initial probability that an image is augmented
+            lr_alpha=0.005,        # Adam lr of the entry logits
+            lr_beta=0.001,         # Adam lr of the apply-probability logit
+            explore_ratio=1.0),    # probability of a uniform proposal (DDAS: 1)
         space='det_default',       # named search space (det_autoaug.ops.spaces.SPACES)
-        num_policies=3,            # K augmented copies per step (DDAS: 3)
-        init_apply_prob=0.35,      # initial probability that an image is augmented
-        lr_alpha=0.005,            # Adam lr of the entry logits
-        lr_beta=0.001,             # Adam lr of the apply-probability logit
-        explore_ratio=1.0,         # probability of a uniform proposal (DDAS: 1)
         val_fraction=0.2,          # training images held out for the validation gradient
         val_dataloader=None,       # or a dataloader config that gives validation batches
         policy_file='policy.json',
