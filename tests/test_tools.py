@@ -200,7 +200,7 @@ def test_search_hook_is_added_to_a_config_without_one_keeping_its_hooks():
     assert cfg.custom_imports['imports'] == ['det_autoaug.mmdet_plugins']
 
     cfg = Config.fromfile(str(ROOT / 'configs/digits/retinanet_slim_digits_ddas.py'))  # has one: unchanged
-    assert search_det.add_search_hook(cfg) is False and types(cfg.custom_hooks) == ['DDASSearchHook']
+    assert search_det.add_search_hook(cfg) is False and types(cfg.custom_hooks) == ['PolicySearchHook']
 
 
 def test_search_det_takes_a_make_det_data_folder_and_seeds_the_hook(digits, tmp_path, capsys, monkeypatch):
@@ -214,7 +214,7 @@ def test_search_det_takes_a_make_det_data_folder_and_seeds_the_hook(digits, tmp_
             f'experiment_name=search_det_{tmp_path.name}', f'visualizer.name=vis_search_det_{tmp_path.name}'])
     finally:
         os.umask(old_umask)
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'PolicySearchHook')
     assert hook.seed == 3  # the config's hook sets no seed: --seed reaches its generators
     assert runner.cfg.train_dataloader.dataset.data_root == str(digits) + '/'
     # The work dir is ./work_dirs/<config name> in the current directory, not in the clone.
