@@ -137,39 +137,45 @@ def test_the_shipped_configs_have_daas_settings():
     assert len(ONE_SAMPLE) >= 4, f'expected the two DAAS-joint configs besides the defaults, found {ONE_SAMPLE}'
 
 
-@pytest.mark.parametrize('key', sorted(ONE_SAMPLE, key=str), ids=lambda key: ONE_SAMPLE[key])
-def test_information_free_outcomes_leave_daas_and_dada_in_the_band(key):
-    """DAAS: paired validation losses whose difference is noise; DADA: a finite-difference derivative
+def one_sample_null_search(name: str, space: str, cfg: dict, seed: int):
+    """``(max(p) * N, N, lr)`` of DAAS or DADA after ``STEPS`` information-free updates.
+
+    DAAS: paired validation losses whose difference is noise; DADA: a finite-difference derivative
     that is noise (N(-0.5, 3), as above) and no magnitude gradient. The policy update sees what its
     sampler drew (entries, applied images; sub-policy and slot draws), as in a search."""
     from det_autoaug.search.searchers import build_searcher
     from det_autoaug.search.searchers.dada_published import EPS
 
+    searcher = build_searcher(name, get_space(space), cfg)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(STEPS):
+        noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * 3.0 - 0.5
+        if name == 'daas':
+            p = searcher.policy.probs().detach().double()
+            entries = torch.multinomial(p, searcher.policy.ops_per_policy, replacement=True, generator=gen)
+            applied = torch.rand(8, generator=gen) < 0.35
+            before = torch.tensor(2.0, dtype=torch.float64)
+            searcher.update_policy(_NoDDPContext(), before - 0.01 * noise, entries, applied, before)
+        else:
+            w = searcher.subpolicy_probs().detach().double()
+            k = int(torch.multinomial(w, 1, generator=gen))
+            p = searcher.probabilities
+            p_score = p + (p.clamp(EPS, 1 - EPS) - p).detach()
+            b = (torch.rand(p.shape, generator=gen) < p_score.detach()).to(p.dtype)
+            searcher.update_policy(k, b, p_score, noise, torch.zeros_like(searcher.magnitudes))
+    probs = (searcher.policy.probs() if name == 'daas' else searcher.subpolicy_probs()).detach()
+    lr = (searcher.policy.opt_alpha if name == 'daas' else searcher.opt).param_groups[0]['lr']
+    return float(probs.max()) * len(probs), len(probs), lr
+
+
+@pytest.mark.parametrize('key', sorted(ONE_SAMPLE, key=str), ids=lambda key: ONE_SAMPLE[key])
+def test_information_free_outcomes_leave_daas_and_dada_in_the_band(key):
     name, space, lr_alpha, lr_beta = key
     cfg = {} if name == 'dada' else dict(lr_alpha=lr_alpha, lr_beta=lr_beta)
-    peaks = []
-    for seed in SEEDS:
-        searcher = build_searcher(name, get_space(space), cfg)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(STEPS):
-            noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * 3.0 - 0.5
-            if name == 'daas':
-                p = searcher.policy.probs().detach().double()
-                entries = torch.multinomial(p, searcher.policy.ops_per_policy, replacement=True, generator=gen)
-                applied = torch.rand(8, generator=gen) < 0.35
-                before = torch.tensor(2.0, dtype=torch.float64)
-                searcher.update_policy(_NoDDPContext(), before - 0.01 * noise, entries, applied, before)
-            else:
-                w = searcher.subpolicy_probs().detach().double()
-                k = int(torch.multinomial(w, 1, generator=gen))
-                p = searcher.probabilities
-                p_score = p + (p.clamp(EPS, 1 - EPS) - p).detach()
-                b = (torch.rand(p.shape, generator=gen) < p_score.detach()).to(p.dtype)
-                searcher.update_policy(k, b, p_score, noise, torch.zeros_like(searcher.magnitudes))
-        probs = searcher.policy.probs() if name == 'daas' else searcher.subpolicy_probs()
-        peaks.append(float(probs.detach().max()) * len(probs))
-    lr = lr_alpha if name == 'daas' else searcher.opt.param_groups[0]['lr']
-    band = random_walk_band(len(probs), lr)
+    runs = [one_sample_null_search(name, space, cfg, seed) for seed in SEEDS]
+    peaks = [peak for peak, _, _ in runs]
+    _, num_entries, lr = runs[0]
+    band = random_walk_band(num_entries, lr)
     assert max(peaks) <= band, (f'{name} ({ONE_SAMPLE[key]}): max(p) * N reached {peaks} over seeds {SEEDS} after '
                                 f'{STEPS} information-free steps; the random-walk band is {band:.2f}')
 
@@ -177,20 +183,8 @@ def test_information_free_outcomes_leave_daas_and_dada_in_the_band(key):
 def test_published_dada_without_a_baseline_leaves_the_band():
     """The same information-free run with ``baseline_decay=None`` (the official update): shows the
     DADA check above can fail."""
-    from det_autoaug.search.searchers import build_searcher
-    from det_autoaug.search.searchers.dada_published import EPS
-
-    peaks = []
-    for seed in SEEDS:
-        searcher = build_searcher('dada', get_space('det_default'), dict(baseline_decay=None))
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(STEPS):
-            noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * 3.0 - 0.5
-            k = int(torch.multinomial(searcher.subpolicy_probs(), 1, generator=gen))
-            p = searcher.probabilities
-            p_score = p + (p.clamp(EPS, 1 - EPS) - p).detach()
-            b = (torch.rand(p.shape, generator=gen) < p_score.detach()).to(p.dtype)
-            searcher.update_policy(k, b, p_score, noise, torch.zeros_like(searcher.magnitudes))
-        peaks.append(float(searcher.subpolicy_probs().max()) * len(searcher.pairs))
-    band = random_walk_band(len(searcher.pairs), searcher.lr)
+    runs = [one_sample_null_search('dada', 'det_default', dict(baseline_decay=None), seed) for seed in SEEDS]
+    peaks = [peak for peak, _, _ in runs]
+    _, num_entries, lr = runs[0]
+    band = random_walk_band(num_entries, lr)
     assert min(peaks) > band, f'the published DADA update stayed in the band ({band:.2f}): {peaks}'

@@ -36,7 +36,6 @@ import json
 import math
 import multiprocessing
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -260,24 +259,14 @@ def print_tables(results: Dict[str, Any]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     device = select_device(args.device)
-    import torch
-    torch.set_num_threads(1)
-    import det_autoaug.mmdet_plugins  # noqa: F401
-    from det_autoaug.data.det_digits import ensure_det_digits
+    _init_worker(device)
+    from det_autoaug.evaluation.compare_det_run import prepare_data
     from det_autoaug.utils.json_file import write_json_atomic
 
     base = QUICK if args.quick else FULL
     work_dir = Path(args.work_dir).resolve()
     (work_dir / 'runs').mkdir(parents=True, exist_ok=True)
-    tmp_data = None
-    data = args.data
-    if data is None and args.quick:
-        tmp_data = tempfile.TemporaryDirectory(prefix='planted_harm_det_data_')
-        data = str(Path(tmp_data.name) / 'digits')
-    elif data is None:
-        data = str(work_dir / 'data')
-    data_root = str(ensure_det_digits(data, seed=0, sizes=base['sizes'])) + '/'
-    n_train = len(json.loads(Path(data_root, 'train.json').read_text())['images'])
+    data_root, n_train, tmp_data = prepare_data(args.data, work_dir, args.quick, base['sizes'])
     setting = dict(base, quick=args.quick, gt_prob=args.gt_prob, data_root=data_root, device=device,
                    config=str(compare_det.DEFAULT_CONFIG), search_config=str(compare_det.DEFAULT_SEARCH_CONFIG),
                    iters_per_epoch=max(1, math.ceil(n_train / 8)), searchers=args.searchers,
@@ -288,7 +277,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         print(f'planted_harm_det: {len(tasks)} runs to do in {work_dir} ({args.jobs} at once)', flush=True)
         t0 = time.perf_counter()
         if args.jobs == 1:
-            _init_worker(device)
             done = map(_run, tasks)
         else:
             pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn'),
