@@ -23,8 +23,8 @@ run resumes where it stopped, and the summary (``results.json``, the tables) is 
 whatever runs exist (``--summary-only``). ``--jobs N`` runs N at once, one process and one torch
 thread each.
 
-Full run (about 280 core-minutes on the 2-core development machine: 18 trainings of about 5
-minutes and 60 searches of 1-4 minutes):
+Full run (about 200 core-minutes as measured on the busy 2-core development machine: 18 trainings of 5-13
+minutes and 60 searches of 0.5-2 minutes):
     python tools/planted_harm_det.py --work-dir work_dirs/planted_harm_det --jobs 2
 Quick (the test suite; tiny sizes, no claim on results):
     python tools/planted_harm_det.py --quick --work-dir /tmp/phd
