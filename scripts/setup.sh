@@ -44,6 +44,19 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "
   exit 0
 fi
 
+# A fresh virtualenv takes about 6.5 GB (torch ships its CUDA libraries) plus pip's unpacking space
+# in TMPDIR; pip's own "No space left on device" comes halfway through and names neither.
+need_gib=8
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  for dir in "$(dirname "$venv")" "${TMPDIR:-/tmp}"; do
+    free_kib=$(df -Pk "$dir" | awk 'NR == 2 {print $4}')
+    if [ -n "$free_kib" ] && [ "$free_kib" -lt $((need_gib * 1024 * 1024)) ]; then
+      echo "setup.sh: $dir has $((free_kib / 1024 / 1024)) GiB free; installing torch into $venv needs about" \
+        "$need_gib GiB there (free some space or pass --venv / TMPDIR elsewhere)" >&2
+      exit 1
+    fi
+  done
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 # This machine's pip configuration may point at local package folders that do not exist in
 # every environment; pip then warns once per package. Those lines are noise: drop them.
