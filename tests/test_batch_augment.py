@@ -244,3 +244,33 @@ def test_bad_arguments_raise():
     data['data_samples'][0].gt_instances.masks = torch.zeros(1, 64, 64, dtype=torch.bool)
     with pytest.raises(ValueError, match='masks'):
         aug(data['inputs'], data['data_samples'])
+
+
+# With mmdet's ImageNet mean/std, float32 brings levels 1, 6, 61, 62 of channel 0, 56 of channel 1 and
+# 42, 45 of channel 2 back just below the integer: thresholds at 62 and 56, and posterisation steps of
+# 2 and 8, fall on them.
+@pytest.mark.parametrize('op,magnitude', [('Solarize', 256.0 - 62), ('Solarize', 256.0 - 56), ('Posterize', 1.0),
+                                          ('Posterize', 3.0), ('SolarizeAdd', 60.0)])
+def test_threshold_ops_see_the_integer_pixels_the_preprocessor_normalised(op, magnitude):
+    """Every uint8 level in every channel goes through (x - mean) / std and back; float32 round-off
+    leaves some just below the integer, which a threshold would put one step off. The output must
+    equal the op on the uint8 image itself (re-normalised the same way)."""
+    from det_autoaug.ops.torch_ops import apply_op
+
+    levels = torch.arange(256, dtype=torch.uint8).view(16, 16)
+    image = torch.stack([levels, levels.flip(0), levels.t()])            # (3, 16, 16): all 256 levels
+    sample = DetDataSample(metainfo=dict(img_shape=(16, 16), ori_shape=(16, 16)))
+    sample.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.tensor([[2.0, 2.0, 12.0, 12.0]])),
+                                       labels=torch.tensor([1]))
+    dp = DetDataPreprocessor(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), bgr_to_rgb=False, pad_size_divisor=1,
+                             batch_augments=[dict(type='BatchPolicyAugment', policy='autoaug_det_v0', seed=0)])
+    dp.batch_augments[0].policy = FixedChains([ChainStep(op, magnitude, 1.0)])
+    out = dp(dict(inputs=[image], data_samples=[sample]), training=True)['inputs']
+    # The preprocessor's input is BGR (bgr_to_rgb=False keeps it; the augment then works in RGB).
+    expected_rgb = apply_op(op, image.flip(0)[None], None, magnitude).images.float()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    got_rgb = (out * std + mean).flip(1)
+    wrong = (got_rgb - expected_rgb).abs() > 0.01
+    assert not bool(wrong.any()), (f'{op}@{magnitude}: {int(wrong.sum())} of {wrong.numel()} pixels differ from the '
+                                   f'uint8 result, e.g. {got_rgb[wrong][:4].tolist()} '
+                                   f'vs {expected_rgb[wrong][:4].tolist()}')

@@ -29,8 +29,11 @@ For each image it
 2. crops the valid region ``data_sample.img_shape`` (padding never enters the image, and the
    geometric matrices and pixel-sized magnitudes use the true image size); images of the same
    size are augmented together as one batch;
-3. un-normalises it to the 0..255 pixel scale with the preprocessor's ``mean``/``std`` and
-   converts it to RGB if the preprocessor's output is BGR;
+3. un-normalises it to the 0..255 pixel scale with the preprocessor's ``mean``/``std``, snaps
+   values within ``1e-3`` of an integer to it (:data:`SNAP_TOLERANCE`: the round trip through
+   float32 brings some uint8 levels back just below themselves, and a threshold op, Solarize or
+   Posterize, would put them one step off; values farther from an integer, from an earlier float
+   batch augment, are kept) and converts it to RGB if the preprocessor's output is BGR;
 4. applies the chain of ops the policy draws for it (:meth:`Policy.sample_chain`), via the
    batched torch kernels (:func:`det_autoaug.policy.apply.apply_chains_torch`) on the batch's
    device;
@@ -79,6 +82,9 @@ from ..policy.adapters import (
     seed_once,
 )
 
+#: Un-normalised pixels this close to an integer are that integer (module doc, step 3). float32
+#: round-off on the 0..255 scale is below 1e-4.
+SNAP_TOLERANCE = 1e-3
 #: mmdet's default normalisation (ImageNet statistics, RGB order, 0..255 scale).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -105,6 +111,12 @@ def _same_stats(a: Stats, b: Stats) -> bool:
     if len(a) != len(b):
         a, b = (a * 3 if len(a) == 1 else a), (b * 3 if len(b) == 1 else b)
     return all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-5) for x, y in zip(a, b))
+
+
+def snap_to_integers(pixels: Tensor) -> Tensor:
+    """``pixels`` with every value within :data:`SNAP_TOLERANCE` of an integer set to that integer."""
+    nearest = pixels.round()
+    return torch.where((pixels - nearest).abs() <= SNAP_TOLERANCE, nearest, pixels)
 
 
 def preprocessor_normalisation(preprocessor: nn.Module) -> Tuple[Stats, Stats, str]:
@@ -299,7 +311,7 @@ class BatchPolicyAugment(nn.Module):
         out = inputs.clone()
         mean, std = self.mean.to(inputs), self.std.to(inputs)
         for (h, w), idx in groups.items():
-            pixels = (inputs[idx, :, :h, :w] * std + mean).clamp(0, 255)
+            pixels = snap_to_integers((inputs[idx, :, :h, :w] * std + mean).clamp(0, 255))
             if self.channel_order == 'bgr' and channels == 3:
                 pixels = pixels.flip(1)
             boxes, n_gts = zip(*[gather_instance_boxes(data_samples[i], inputs.device) for i in idx])
