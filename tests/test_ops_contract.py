@@ -4,6 +4,8 @@ Adding an op to ``det_autoaug.ops.table.OPS`` adds it to every test here.
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -106,6 +108,58 @@ def test_geometric_boxes_follow_the_matrices(name):
         expected, keep = clip_and_filter(project_boxes(b, out.matrices[i]), h, w)
         torch.testing.assert_close(out.boxes[i], expected)
         assert torch.equal(out.keep[i], keep)
+
+
+def _reference_point_map(name: str, magnitude: float, sign: float, height: int, width: int):
+    """Where each geometric op sends a point ``(x, y)``, written here from the ops' documented
+    definitions (docs/ops.md), in continuous pixel coordinates with y pointing down; no helper of
+    the package is used."""
+    if name == 'Rotate':  # counter-clockwise on screen about the image centre, by `magnitude` degrees
+        t = math.radians(sign * magnitude)
+        cx, cy = width / 2, height / 2
+        return lambda x, y: (cx + (x - cx) * math.cos(t) + (y - cy) * math.sin(t),
+                             cy - (x - cx) * math.sin(t) + (y - cy) * math.cos(t))
+    if name == 'ShearX':  # x += f * y
+        return lambda x, y: (x + sign * magnitude * y, y)
+    if name == 'ShearY':  # y += f * x
+        return lambda x, y: (x, y + sign * magnitude * x)
+    if name == 'TranslateX':  # by a fraction of the image width
+        return lambda x, y: (x + sign * magnitude * width, y)
+    if name == 'TranslateY':
+        return lambda x, y: (x, y + sign * magnitude * height)
+    if name == 'FlipLR':
+        return lambda x, y: (width - x, y)
+    if name == 'FlipUD':
+        return lambda x, y: (x, height - y)
+    raise AssertionError(f'no reference written for geometric op {name}: add one')
+
+
+@pytest.mark.parametrize('sign', [1.0, -1.0])
+@pytest.mark.parametrize('name', GEOMETRIC)
+def test_geometric_boxes_against_a_reference_written_here(name, sign):
+    """Boxes of both kernels equal the box around the four corners mapped by the test's own
+    point map (:func:`_reference_point_map`), clipped to the image; boxes stay inside, none drop."""
+    from det_autoaug.ops.cv2_ops import apply_op_np
+
+    height, width = 64, 80
+    boxes = torch.tensor([[30.0, 22.0, 50.0, 40.0], [36.5, 28.25, 41.0, 35.75]])
+    images = torch.randint(0, 256, (1, 3, height, width), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    magnitude = _magnitude(name, 0.3)
+    params = sample_params(name, 1, height, width, [boxes], generator=torch.Generator().manual_seed(1))
+    params.sign.fill_(sign)
+    point = _reference_point_map(name, magnitude, sign, height, width)
+    expected = []
+    for x1, y1, x2, y2 in boxes.tolist():
+        xs, ys = zip(*[point(x, y) for x, y in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))])
+        expected.append([max(min(xs), 0.0), max(min(ys), 0.0), min(max(xs), width), min(max(ys), height)])
+    expected = torch.tensor(expected)
+    torch_out = apply_op(name, images, [boxes], magnitude, params)
+    cv2_image, cv2_boxes, cv2_keep = apply_op_np(name, images[0].permute(1, 2, 0).numpy(), boxes.numpy(),
+                                                 magnitude, params.select(0))
+    assert bool(torch_out.keep[0].all()) and bool(cv2_keep.all()), f'{name}: a box inside the image was dropped'
+    torch.testing.assert_close(torch_out.boxes[0], expected, atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(cv2_boxes), expected, atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize('name', GEOMETRIC)
