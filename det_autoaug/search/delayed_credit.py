@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import Proposal, _check_int
+from .categorical import Proposal, check_count
 
 
 class GradientSketch:
@@ -44,7 +44,7 @@ class GradientSketch:
     """
 
     def __init__(self, numel: int, dim: int, seed: int = 0, device: Optional[torch.device] = None) -> None:
-        _check_int('sketch dim', dim, 1)
+        check_count('sketch dim', dim, 1)
         self.numel, self.seed = int(numel), int(seed)
         self.exact = dim >= numel
         self.dim = self.numel if self.exact else int(dim)
@@ -71,7 +71,7 @@ class DelayedCredit:
     """
 
     def __init__(self, horizon: int) -> None:
-        _check_int('horizon', horizon, 1)
+        check_count('horizon', horizon, 1)
         self.horizon = int(horizon)
         self.pending: Deque[Dict[str, Any]] = deque()
 

@@ -113,7 +113,7 @@ class PolicySearchHook(Hook):
         if int(log_top) < 1:
             raise ValueError(f'log_top={log_top!r}: expected a positive integer')
         self.searcher = self._searcher(searcher)
-        # ``policy``: the learned state (DDASPolicy for DDAS and DAAS, the searcher itself for DADA)
+        # ``policy``: the learned state (DDAS: a DDASPolicy, DAAS: a CategoricalPolicy; DADA: the searcher itself)
         self.policy = getattr(self.searcher, 'policy', self.searcher)
         self.num_policies = int(self.searcher.num_policies)
         self.space = space

@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .core import Proposal
+from .categorical import Proposal
 from .searchers.base import check_int
 
 Chain = Sequence[Tuple[str, float]]

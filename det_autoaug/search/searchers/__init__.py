@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Type, Union
 from ...ops.spaces import SpaceEntry
 from ..context import DiffStep, SearchContext, SearchContextMixin, TorchSearchContext, augment_batch_differentiable
 from .base import Searcher, distinct_ops, select_images
-from .daas import DAASPolicy, DAASSearcher
+from .daas import DAASSearcher
 from .daas_joint import DAASJointSearcher
 from .dada import DADASharedSearcher
 from .dada_published import DADASearcher
@@ -91,4 +91,4 @@ def build_searcher(searcher: Union[str, Mapping[str, Any]], entries: Sequence[Sp
 __all__ = ['SEARCHERS', 'SEARCHER_TYPES', 'build_searcher', 'register_searcher', 'searcher_class', 'Searcher',
            'SearchContext', 'SearchContextMixin', 'TorchSearchContext', 'DiffStep', 'augment_batch_differentiable',
            'select_images', 'distinct_ops', 'DDASSearcher', 'DADASearcher', 'DADASharedSearcher', 'DAASSearcher',
-           'DAASJointSearcher', 'DAASPolicy']
+           'DAASJointSearcher']

@@ -1,10 +1,12 @@
 """DAAS augmentation search (Wang et al. 2021, arXiv 2109.15273): policy gradient on the
 validation loss, with DDAS's parameterisation.
 
-State: ``alpha`` (logits over the space's entries, ``p = softmax(alpha)``) and ``beta``
-(``s = sigmoid(beta)``, probability that an image is augmented), each with its own Adam
-(betas (0.5, 0.999)), exactly as :class:`~det_autoaug.search.core.DDASPolicy` (reused, so the
-export, trajectory and checkpoint format are DDAS's with ``searcher = 'daas'``).
+State: the categorical policy DDAS learns too,
+:class:`~det_autoaug.search.categorical.CategoricalPolicy` (held, not inherited): ``alpha``
+(logits over the space's entries, ``p = softmax(alpha)``) and ``beta`` (``s = sigmoid(beta)``,
+probability that an image is augmented), each with its own Adam (betas (0.5, 0.999)); its
+export, trajectory and checkpoint format are DDAS's with ``searcher = 'daas'``. This module
+computes the reward and the REINFORCE gradients, which the policy's Adam step applies.
 
 One step (REINFORCE with a moving-average baseline):
 
@@ -49,7 +51,8 @@ and weighting it by anything drawn with it would bias ``beta``'s estimate.
 
 The paper searches the augmentation jointly with the network architecture: that joint search
 is :class:`~det_autoaug.search.searchers.daas_joint.DAASJointSearcher` (``searcher='daas_joint'``,
-classification), which reuses this step's sampling, validation batches and policy update.
+classification), a DAAS searcher plus an architecture component; it uses this step's sampling,
+validation batches and policy update.
 
 Differences to the paper: the reward (above; the paper's is the validation loss after the step).
 The per-image Bernoulli log-probabilities are averaged, not summed, so ``beta``'s step does not
@@ -61,25 +64,18 @@ not been reproduced here.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
-from ..core import DDASPolicy
-from .base import check_positive, select_images
-from .ddas import DDASSearcher
+from ..categorical import CategoricalPolicy
+from .base import LogItems, PlotSeries, Searcher, check_positive, select_images
 
 #: 2: the state records its ``reward``; a version-1 state was searched with ``'val_loss'``.
 STATE_VERSION = 2
 REWARDS = ('paired', 'val_loss')
-
-
-class DAASPolicy(DDASPolicy):
-    """DDAS's alpha/beta state under the searcher name ``'daas'``."""
-
-    searcher_name = 'daas'
 
 
 class ValidationBatch:
@@ -122,7 +118,7 @@ class ValidationBatch:
         return loss
 
 
-class DAASSearcher(DDASSearcher):
+class DAASSearcher(Searcher):
     """DAAS: REINFORCE on the validation-loss change one training step makes.
 
     Args:
@@ -150,8 +146,9 @@ class DAASSearcher(DDASSearcher):
         check_positive('lr_alpha', lr_alpha)
         check_positive('lr_beta', lr_beta)
         self.entries = tuple(entries)
-        self.policy = DAASPolicy(num_entries=len(self.entries), num_policies=1, ops_per_policy=ops_per_policy,
-                                 init_tp=init_apply_prob, lr_alpha=lr_alpha, lr_beta=lr_beta, explore_ratio=0.0)
+        self.policy = CategoricalPolicy(len(self.entries), num_policies=1, ops_per_policy=ops_per_policy,
+                                        init_tp=init_apply_prob, lr_alpha=lr_alpha, lr_beta=lr_beta,
+                                        explore_ratio=0.0, searcher_name='daas')
         self.num_policies = 1
         self.baseline_decay = float(baseline_decay)
         self.reward = reward
@@ -171,11 +168,8 @@ class DAASSearcher(DDASSearcher):
 
     def sample_batch(self, ctx, data: dict) -> Tuple[Tensor, Tensor, dict]:
         """Draw ``tau`` and the per-image ``a_i`` (policy generator); returns them and the training batch."""
-        policy = self.policy
-        with torch.no_grad():
-            p = policy.probs().detach().double().cpu()
-            s = float(policy.apply_prob().detach())
-        entries = torch.multinomial(p, policy.ops_per_policy, replacement=True, generator=ctx.policy_gen)
+        entries = self.policy.draw(ctx.policy_gen)
+        s = float(self.policy.apply_prob().detach())
         applied = torch.rand(len(data['inputs']), generator=ctx.policy_gen, dtype=torch.float64) < s
         chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries.tolist()]
         batch = select_images(data, ctx.augment(data, chain), applied.tolist()) if bool(applied.any()) else data
@@ -221,27 +215,42 @@ class DAASSearcher(DDASSearcher):
             log_prob = (a * torch.nn.functional.logsigmoid(policy.beta)
                         + (1 - a) * torch.nn.functional.logsigmoid(-policy.beta)).mean()
             if touched:
-                log_prob = log_prob + torch.log_softmax(policy.alpha, 0)[entries.to(policy.device)].sum()
+                log_prob = log_prob + policy.log_prob(entries.to(policy.device))
             loss = -advantage * log_prob
             grad_alpha, grad_beta = torch.autograd.grad(loss, [policy.alpha, policy.beta], allow_unused=True)
-            policy.opt_alpha.zero_grad(set_to_none=True)
-            policy.opt_beta.zero_grad(set_to_none=True)
-            policy.beta.grad = grad_beta.detach()
-            policy.opt_beta.step()
-            if touched:  # else no step at all: Adam's momentum would move alpha on a sample without information
-                policy.alpha.grad = grad_alpha.detach()
-                policy.opt_alpha.step()
-            policy.num_updates += 1
+            # untouched: no alpha step at all, Adam's momentum would move alpha on a sample without information
+            policy.step(grad_alpha if touched else None, grad_beta)
         self.last_stats = {'loss': float(loss.detach()), 'reward': reward, 'advantage': advantage,
                            'val_loss': losses[0], 'alpha_credited': float(touched)}
         if val_loss_before is not None:
             self.last_stats['val_loss_before'] = losses[1]
 
-    def log_items(self, top: int = 5):
-        scalars, infos = super().log_items(top)
-        scalars[f'train/{self.name}_reward'] = float(self.last_stats.get('reward', 0.0))
-        scalars[f'train/{self.name}_baseline'] = float(self.baseline or 0.0)
+    def log_items(self, top: int = 5, name: Optional[str] = None) -> LogItems:
+        """The policy's log items and the reward and baseline, keyed ``train/<name>_...`` (``name``:
+        this searcher's by default; the joint search logs under its own)."""
+        name = name or self.name
+        scalars, infos = self.policy.log_items(name, [e.label for e in self.entries],
+                                               self.last_stats.get('loss', 0.0), top)
+        scalars[f'train/{name}_reward'] = float(self.last_stats.get('reward', 0.0))
+        scalars[f'train/{name}_baseline'] = float(self.baseline or 0.0)
         return scalars, infos
+
+    @property
+    def trajectory(self) -> List[Dict[str, Any]]:
+        return self.policy.trajectory
+
+    def snapshot(self, epoch: int) -> None:
+        self.policy.snapshot(epoch)
+
+    def export(self) -> Dict[str, Any]:
+        return self.policy.export(self.name, self.entries)
+
+    def plot_series(self) -> PlotSeries:
+        return self.policy.plot_series([e.label for e in self.entries])
+
+    def op_probs(self) -> Dict[str, float]:
+        """Marginal probability of each op among the entries (summed over its magnitudes)."""
+        return self.policy.op_probs([e.op for e in self.entries])
 
     def state_dict(self) -> Dict[str, Any]:
         return {'daas_version': STATE_VERSION, 'reward': self.reward, 'policy': self.policy.state_dict(),

@@ -1,5 +1,15 @@
-"""DDAS (Liu et al., ICCV 2021) as a searcher: :class:`~det_autoaug.search.core.DDASPolicy` driven
-through the search-context primitives (the step of REFERENCE section 1, unchanged)."""
+"""DDAS (Liu et al., ICCV 2021) as a searcher: the reward and the step; the policy it learns is
+:class:`~det_autoaug.search.core.DDASPolicy` (the categorical policy shared with DAAS plus DDAS's
+update), held by composition.
+
+What it computes, per step (``signal='one_step'``, REFERENCE section 1): K policies proposed from
+the policy, the gradients ``g_0`` of the clean batch and ``g_k`` of the batch augmented with
+policy k, one model step on ``g_hat = (1 - s) g_0 + s sum_k w_k g_k``, the gradient ``g_V`` of a
+validation batch after it, and the policy update with the rewards ``r_k = <g_k - g_0, g_V>``.
+With ``horizon > 1`` each proposal is credited with the next ``horizon`` validation gradients
+(:mod:`det_autoaug.search.delayed_credit`); with ``signal='lookahead'`` the rewards are the
+validation losses L-step branches reach (:mod:`det_autoaug.search.lookahead`).
+"""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -11,7 +21,7 @@ from ...ops.spaces import SpaceEntry
 from ..core import DDASPolicy
 from ..delayed_credit import DelayedCredit, GradientSketch
 from ..lookahead import LookaheadRounds
-from .base import Searcher, check_int, select_images
+from .base import PlotSeries, Searcher, check_int, select_images
 
 SIGNALS = ('one_step', 'lookahead')
 
@@ -76,8 +86,7 @@ class DDASSearcher(Searcher):
 
     def _policy_batch(self, ctx, data: dict) -> dict:
         """``data`` with each image augmented with probability ``s`` by one policy drawn from ``p``."""
-        p = self.policy.probs().detach().to('cpu', torch.float64)
-        entries = torch.multinomial(p, self.policy.ops_per_policy, replacement=True, generator=ctx.policy_gen)
+        entries = self.policy.draw(ctx.policy_gen)
         s = float(self.policy.apply_prob().detach())
         mask = (torch.rand(len(data['inputs']), generator=ctx.aug_gen) < s).tolist()
         if not any(mask):
@@ -126,16 +135,7 @@ class DDASSearcher(Searcher):
         return log_vars
 
     def log_items(self, top: int = 5) -> Tuple[Dict[str, float], Dict[str, str]]:
-        probs = self.policy.probs().detach()
-        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
-        scalars = {f'train/{self.name}_apply_prob': float(self.policy.apply_prob().detach()),
-                   f'train/{self.name}_entropy': entropy,
-                   f'train/{self.name}_policy_loss': float(self.last_stats.get('loss', 0.0))}
-        infos = {}
-        for rank, idx in enumerate(probs.argsort(descending=True)[:top].tolist()):
-            infos[f'{self.name}_top{rank + 1}'] = f'{self.entries[idx].label}={float(probs[idx]):.4f}'
-            scalars[f'train/{self.name}_top{rank + 1}_prob'] = float(probs[idx])
-        return scalars, infos
+        return self.policy.log_items(self.name, [e.label for e in self.entries], self.last_stats.get('loss', 0.0), top)
 
     @property
     def trajectory(self) -> List[dict]:
@@ -145,9 +145,7 @@ class DDASSearcher(Searcher):
         self.policy.snapshot(epoch)
 
     def export(self) -> Dict[str, Any]:
-        return dict(searcher=self.name, entries=self.entries, probs=self.policy.probs().detach().tolist(),
-                    apply_prob=float(self.policy.apply_prob().detach()), ops_per_policy=self.policy.ops_per_policy,
-                    trajectory=self.policy.trajectory)
+        return self.policy.export(self.name, self.entries)
 
     def state_dict(self) -> Dict[str, Any]:
         state = self.policy.state_dict()
@@ -163,14 +161,9 @@ class DDASSearcher(Searcher):
         if self.horizon > 1:
             self.credit.load_state_dict(state['delayed_credit'])
 
-    def plot_series(self):
-        traj = self.policy.trajectory
-        return ([t['epoch'] for t in traj], [e.label for e in self.entries], [t['probs'] for t in traj],
-                [t['apply_prob'] for t in traj])
+    def plot_series(self) -> PlotSeries:
+        return self.policy.plot_series([e.label for e in self.entries])
 
     def op_probs(self) -> Dict[str, float]:
         """Marginal probability of each op among the entries (summed over its magnitudes)."""
-        out: Dict[str, float] = {}
-        for e, p in zip(self.entries, self.policy.probs().detach().tolist()):
-            out[e.op] = out.get(e.op, 0.0) + p
-        return out
+        return self.policy.op_probs([e.op for e in self.entries])
