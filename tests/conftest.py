@@ -10,7 +10,8 @@ import mode (``prepend``, ``append`` or ``importlib``):
 - ``tools/`` is on ``sys.path`` (appended, so a script's name never shadows an installed module):
   tests of a command-line tool import it the way ``python tools/NAME.py`` sees its siblings,
   ``import search_det``. The logic the tools share lives in the package (``det_autoaug.evaluation``,
-  ``det_autoaug.utils.device``); what a test imports from a tool is its command line.
+  ``det_autoaug.utils.device``, ``det_autoaug.utils.run_config``); what a test imports from a tool is
+  its command line.
 
 Fixtures:
 

@@ -58,7 +58,7 @@ CHILD = textwrap.dedent('''
     cfg['default_hooks']['checkpoint'] = dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)
     runner = Runner.from_cfg(Config(cfg))
     runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'DDASSearchHook')
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'PolicySearchHook')
     torch.save(dict(alpha=hook.policy.alpha.detach(), beta=hook.policy.beta.detach(), steps=hook.search_steps,
                     weights=runner.model.state_dict()), Path(work_dir) / 'final.pt')
 ''')

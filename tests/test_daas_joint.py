@@ -225,7 +225,7 @@ def test_bad_arguments_fail_with_clear_errors():
         with pytest.raises(ValueError, match=match):
             _joint(**kwargs)
     with pytest.raises(ValueError, match='tau must be'):
-        HOOKS.build(dict(type='DDASSearchHook', searcher='daas_joint', searcher_cfg=dict(tau=-1.0)))
+        HOOKS.build(dict(type='PolicySearchHook', searcher=dict(type='DAASJoint', tau=-1.0)))
     plain = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     fixed = ChoiceNet(widths=(4,), blocks_per_stage=1, arch=['conv3x3'])
     for model in (plain, fixed):

@@ -91,7 +91,7 @@ def registered():
     from mmengine.registry import HOOKS
     return all(registry.get(name) is not None for name, registry in (
         ('PolicyAugment', TRANSFORMS), ('DARotate', TRANSFORMS), ('BatchPolicyAugment', MODELS),
-        ('DDASSearchHook', HOOKS)))
+        ('PolicySearchHook', HOOKS)))
 '''
 
 
@@ -125,9 +125,9 @@ print('ok')
 
 def test_building_the_search_hook_makes_resume_safe():
     run_python(CHECKS + '''
-from det_autoaug.search.hook import DDASSearchHook
+from det_autoaug.search.hook import PolicySearchHook
 assert not safe_resume_installed()
-DDASSearchHook()
+PolicySearchHook()
 assert safe_resume_installed()
 print('ok')
 ''')

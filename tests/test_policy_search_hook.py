@@ -37,7 +37,7 @@ def digits(tmp_path_factory) -> Path:
 
 def _run(digits: Path, work_dir: Path, hook: dict) -> Runner:
     cfg = search_runner_cfg(digits, work_dir, max_epochs=1)
-    base = {k: v for k, v in cfg['custom_hooks'][0].items() if k not in ('type', 'num_policies')}
+    base = {k: v for k, v in cfg['custom_hooks'][0].items() if k not in ('type', 'searcher')}
     cfg['custom_hooks'] = [dict(base, **hook)]
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
     runner.train()
@@ -106,6 +106,7 @@ def test_the_former_name_still_builds_and_says_it_is_deprecated():
         hook = HOOKS.build(dict(type='DDASSearchHook', searcher='daas', lr_alpha=0.01,
                                 searcher_cfg=dict(baseline_decay=0.5)))
     assert isinstance(hook, PolicySearchHook) and type(hook).__name__ == 'DDASSearchHook'
+    assert HOOKS.get('DDASSearchHook') is DDASSearchHook  # registered by det_autoaug.mmdet_plugins
     assert hook.searcher.name == 'daas' and hook.searcher.baseline_decay == 0.5
     assert hook.searcher.policy.opt_alpha.param_groups[0]['lr'] == 0.01
 

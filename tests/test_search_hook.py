@@ -1,4 +1,4 @@
-"""DDASSearchHook on a real (slim) RetinaNet through mmengine's Runner, on CPU."""
+"""PolicySearchHook (DDAS) on a real (slim) RetinaNet through mmengine's Runner, on CPU."""
 from __future__ import annotations
 
 import copy
@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook)
 from det_autoaug.policy.policy_file import load_policy_file
 from det_autoaug.search.batch_augment import augment_batch
-from det_autoaug.search.hook import DDASSearchHook, default_val_pipeline
+from det_autoaug.search.hook import PolicySearchHook, default_val_pipeline
 
 from det_helpers import make_digits, search_runner_cfg
 
@@ -43,8 +43,8 @@ class KillAfterEpoch(Hook):
             raise KeyboardInterrupt('killed by the test')
 
 
-def _search_hook(runner: Runner) -> DDASSearchHook:
-    return next(h for h in runner.hooks if isinstance(h, DDASSearchHook))
+def _search_hook(runner: Runner) -> PolicySearchHook:
+    return next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
 
 
 @pytest.fixture(scope='module')
@@ -131,20 +131,21 @@ def test_ddp_two_processes_keep_identical_policies(digits, tmp_path):
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(val_fraction=1.5), 'val_fraction'),
-    (dict(num_policies=0), 'num_policies'),
-    (dict(init_apply_prob=1.0), 'init_tp'),
+    # the searcher's own message (the hook's names the searcher config, its arguments included)
+    (dict(searcher=dict(type='DDAS', num_policies=0)), 'num_policies must'),
+    (dict(searcher=dict(type='DDAS', init_apply_prob=1.0)), 'init_tp'),
     (dict(snapshot_interval='often'), 'snapshot_interval'),
-    (dict(explore_ratio=2.0), 'explore_ratio'),
+    (dict(searcher=dict(type='DDAS', explore_ratio=2.0)), 'explore_ratio must'),
     (dict(val_dataloader='val'), 'val_dataloader'),
 ])
 def test_bad_hook_arguments_fail_at_build_time(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        HOOKS.build(dict(type='DDASSearchHook', **kwargs))
+        HOOKS.build(dict(type='PolicySearchHook', **kwargs))
 
 
 def test_unknown_space_fails_at_build_time():
     with pytest.raises(KeyError, match='nope'):
-        HOOKS.build(dict(type='DDASSearchHook', space='nope'))
+        HOOKS.build(dict(type='PolicySearchHook', space='nope'))
 
 
 def test_default_val_pipeline_drops_random_transforms():

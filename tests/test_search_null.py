@@ -40,13 +40,12 @@ def shipped_search_hooks():
         for hook in Config.fromfile(str(path)).get('custom_hooks', []):
             if not is_search_hook(hook):
                 continue
-            if hook['type'] == 'DDASSearchHook':  # the former name: the searcher's arguments on the hook
-                merged = dict(HOOK_DEFAULTS, **{k: v for k, v in hook.items() if k in HOOK_DEFAULTS})
-                merged.update(hook.get('searcher_cfg') or {})
-            else:
-                searcher = hook.get('searcher', 'DDAS')
-                searcher = {} if isinstance(searcher, str) else {k: v for k, v in searcher.items() if k != 'type'}
-                merged = dict(HOOK_DEFAULTS, space=hook.get('space', HOOK_DEFAULTS['space']), **searcher)
+            if hook['type'] != 'PolicySearchHook':
+                raise ValueError(f"{path.name}: its search hook is {hook['type']!r}; shipped configs name "
+                                 'PolicySearchHook, whose searcher dict this reads')
+            searcher = hook.get('searcher', 'DDAS')
+            searcher = {} if isinstance(searcher, str) else {k: v for k, v in searcher.items() if k != 'type'}
+            merged = dict(HOOK_DEFAULTS, space=hook.get('space', HOOK_DEFAULTS['space']), **searcher)
             yield path.name, hook_searcher(hook), merged
 
 

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook and transforms)
 from det_autoaug.mmdet_plugins.transforms import PolicyAugment
 from det_autoaug.policy.policy_file import load_policy_file
-from det_autoaug.search.hook import DDASSearchHook
+from det_autoaug.search.hook import PolicySearchHook
 
 from det_helpers import make_digits, search_runner_cfg
 
@@ -28,12 +28,18 @@ def digits(tmp_path_factory) -> Path:
     return make_digits(tmp_path_factory.mktemp('digits') / 'd', train=8, val=2, test=2)
 
 
-def _hook(runner: Runner) -> DDASSearchHook:
-    return next(h for h in runner.hooks if isinstance(h, DDASSearchHook))
+# The searchers of these tests: config type -> name (what policy files and checkpoints record).
+TYPES = dict(dada='DADA', daas='DAAS')
+
+
+def _hook(runner: Runner) -> PolicySearchHook:
+    return next(h for h in runner.hooks if isinstance(h, PolicySearchHook))
 
 
 def _run(digits: Path, work_dir: Path, searcher: str, **overrides) -> Runner:
-    cfg = search_runner_cfg(digits, work_dir, max_epochs=1, hook=dict(searcher=searcher), **overrides)
+    """A one-epoch search with the searcher of name ``searcher`` at its defaults."""
+    cfg = search_runner_cfg(digits, work_dir, max_epochs=1, hook=dict(searcher=dict(type=TYPES[searcher])),
+                            **overrides)
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
     runner.train()
     return runner
@@ -73,8 +79,8 @@ def test_searcher_runs_through_the_hook_and_writes_an_applicable_policy(digits, 
 def test_ddas_lookahead_runs_through_the_hook_and_restores_the_main_model(digits, tmp_path):
     torch.set_num_threads(1)
     cfg = search_runner_cfg(digits, tmp_path, max_epochs=1, hook=dict(
-        searcher='ddas', searcher_cfg=dict(signal='lookahead', lookahead_steps=2, lookahead_val_batches=1,
-                                           lr_alpha=0.1)))
+        searcher=dict(type='DDAS', num_policies=2, signal='lookahead', lookahead_steps=2, lookahead_val_batches=1,
+                      lr_alpha=0.1)))
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
     hook = _hook(runner)
     seen = {}
@@ -103,18 +109,19 @@ def test_dada_resume_from_a_checkpoint_restores_the_searcher(digits, tmp_path):
     ckpt = torch.load(tmp_path / 'a' / 'epoch_1.pth', weights_only=False)
     assert ckpt['ddas_search']['searcher'] == 'dada'
     torch.testing.assert_close(ckpt['ddas_search']['policy']['weights'], state['weights'], rtol=0, atol=0)
-    fresh = HOOKS.build(dict(type='DDASSearchHook', searcher='ddas'))
+    fresh = HOOKS.build(dict(type='PolicySearchHook', searcher=dict(type='DDAS')))
     with pytest.raises(ValueError, match="'dada' search state"):
         fresh.after_load_checkpoint(None, ckpt)
 
 
 def test_bad_searcher_arguments_fail_at_build_time():
-    with pytest.raises(ValueError, match="searcher='nope'"):
-        HOOKS.build(dict(type='DDASSearchHook', searcher='nope'))
-    with pytest.raises(ValueError, match='searcher_cfg'):
-        HOOKS.build(dict(type='DDASSearchHook', searcher='dada', searcher_cfg=dict(bogus=1)))
-    with pytest.raises(ValueError, match='temperature'):
-        HOOKS.build(dict(type='DDASSearchHook', searcher='dada', searcher_cfg=dict(temperature=0)))
+    with pytest.raises(ValueError, match="searcher='nope' is unknown"):
+        HOOKS.build(dict(type='PolicySearchHook', searcher=dict(type='nope')))
+    for key in ('bogus', 'temperature'):  # published DADA has no temperature (DADAShared has)
+        with pytest.raises(ValueError, match=rf"the searcher config \['{key}'\] does not fit searcher 'DADA'"):
+            HOOKS.build(dict(type='PolicySearchHook', searcher={'type': 'DADA', key: 1}))
+    with pytest.raises(ValueError, match='temperature must'):
+        HOOKS.build(dict(type='PolicySearchHook', searcher=dict(type='DADAShared', temperature=0)))
 
 
 def test_search_det_tool_sets_the_searcher(monkeypatch):
@@ -123,10 +130,10 @@ def test_search_det_tool_sets_the_searcher(monkeypatch):
     assert search_det.parse_args([]).searcher is None
     with pytest.raises(SystemExit):
         search_det.parse_args(['--searcher', 'nope'])
-    cfg = Config(dict(custom_hooks=[dict(type='DDASSearchHook', space='det_default'), dict(type='Other')]))
+    cfg = Config(dict(custom_hooks=[dict(type='PolicySearchHook', space='det_default'), dict(type='Other')]))
     assert search_det.hook_searcher(cfg) == 'ddas'
     search_det.set_searcher(cfg, 'daas')
-    assert cfg.custom_hooks[0]['searcher'] == 'daas' and 'searcher' not in cfg.custom_hooks[1]
+    assert cfg.custom_hooks[0]['searcher'] == dict(type='DAAS') and 'searcher' not in cfg.custom_hooks[1]
     assert search_det.hook_searcher(cfg) == 'daas'
 
 
@@ -142,7 +149,7 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, work_dir: str,
     torch.set_num_threads(1)
     torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
     cfg = search_runner_cfg(Path(data_root), Path(work_dir), max_epochs=1, launcher='pytorch',
-                            hook=dict(searcher=searcher),
+                            hook=dict(searcher=dict(type=TYPES[searcher])),
                             model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None,
                                                    broadcast_buffers=False))
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))

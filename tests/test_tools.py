@@ -11,6 +11,7 @@ Training runs are a few iterations of slim detectors on a 12-image digits set (C
 """
 from __future__ import annotations
 
+import ast
 import math
 import os
 import re
@@ -19,10 +20,11 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment, BatchPolicyAugment, DDASSearchHook)
+import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment, BatchPolicyAugment, PolicySearchHook)
 from det_autoaug.ops.spaces import get_space
 from det_autoaug.policy import SearchedPolicy
 from det_autoaug.policy.policy_file import save_policy_file
+from det_autoaug.utils import run_config
 
 import search_cls  # tools/ (conftest.py)
 import search_det
@@ -53,7 +55,7 @@ def searched_policy(path: Path) -> Path:
 
 
 def stock(name: str) -> Config:
-    return Config.fromfile(str(search_det.resolve_config(name)))
+    return Config.fromfile(str(run_config.resolve_config(name)))
 
 
 def types(pipeline) -> list:
@@ -156,7 +158,7 @@ def test_train_det_trains_a_stock_config_with_a_searched_policy(digits, tmp_path
     # The user's side of any stock config: their classes and a model small enough for the CPU.
     config = tmp_path / 'retinanet_digits.py'
     config.write_text(
-        f"_base_ = '{search_det.resolve_config(STOCK_RETINANET)}'\n"
+        f"_base_ = '{run_config.resolve_config(STOCK_RETINANET)}'\n"
         f"metainfo = dict(classes={CLASSES!r})\n"
         "train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,\n"
         "                        dataset=dict(ann_file='train.json', data_prefix=dict(img='images/'),\n"
@@ -195,7 +197,7 @@ def test_search_hook_is_added_to_a_config_without_one_keeping_its_hooks():
 
     cfg = stock(STOCK_RTMDET)  # the real thing
     search_det.add_search_hook(cfg)
-    search_det.add_custom_import(cfg)
+    run_config.add_custom_import(cfg)
     assert types(cfg.custom_hooks) == ['EMAHook', 'PipelineSwitchHook', 'PolicySearchHook']
     assert cfg.custom_imports['imports'] == ['det_autoaug.mmdet_plugins']
 
@@ -227,13 +229,13 @@ def test_search_det_takes_a_make_det_data_folder_and_seeds_the_hook(digits, tmp_
 
 def test_hook_seed_set_in_the_config_wins_and_is_reported():
     from mmengine.registry import HOOKS
-    cfg = Config(dict(custom_hooks=[dict(type='DDASSearchHook', seed=7)]))
+    cfg = Config(dict(custom_hooks=[dict(type='PolicySearchHook', seed=7)]))
     assert '--seed 3' in search_det.hook_seed_note(cfg, 3) and 'seed=7' in search_det.hook_seed_note(cfg, 3)
     assert search_det.hook_seed_note(cfg, 7) is None
-    assert search_det.hook_seed_note(Config(dict(custom_hooks=[dict(type='DDASSearchHook')])), 3) is None
-    assert HOOKS.build(dict(type='DDASSearchHook')).seed is None  # resolved from the run in before_run
+    assert search_det.hook_seed_note(Config(dict(custom_hooks=[dict(type='PolicySearchHook')])), 3) is None
+    assert HOOKS.build(dict(type='PolicySearchHook')).seed is None  # resolved from the run in before_run
     with pytest.raises(ValueError, match='seed=1.5'):
-        HOOKS.build(dict(type='DDASSearchHook', seed=1.5))
+        HOOKS.build(dict(type='PolicySearchHook', seed=1.5))
 
 
 def test_missing_data_is_one_message_naming_the_path(tmp_path):
@@ -247,8 +249,8 @@ def test_missing_data_is_one_message_naming_the_path(tmp_path):
                         '--data', str(nowhere), '--device', 'cpu', '--work-dir', str(tmp_path / 'w')])
     # A stock COCO config without COCO: named before pycocotools ever runs.
     cfg = stock(STOCK_RETINANET)
-    search_det.set_data_root(cfg, nowhere)
-    missing = search_det.missing_data(cfg)
+    run_config.set_data_root(cfg, nowhere)
+    missing = run_config.missing_data(cfg)
     assert str(nowhere / 'annotations/instances_train2017.json') in missing
     assert str(nowhere / 'annotations/instances_val2017.json') in missing  # the evaluator's, moved with the root
     # A non-empty folder that is not the embedded data is refused, not overwritten.
@@ -260,14 +262,14 @@ def test_missing_data_is_one_message_naming_the_path(tmp_path):
 
 def test_work_dirs_default_to_the_current_directory(tmp_path):
     cfg = Config(dict())
-    search_det.set_work_dir_and_seed(cfg, Path('/somewhere/configs/my_config.py'), None, 5)
+    run_config.set_work_dir_and_seed(cfg, Path('/somewhere/configs/my_config.py'), None, 5)
     assert cfg.work_dir == os.path.join('.', 'work_dirs', 'my_config') and cfg.randomness.seed == 5
     cfg = Config(dict(work_dir='mine'))
-    search_det.set_work_dir_and_seed(cfg, Path('x.py'), None, 0)
+    run_config.set_work_dir_and_seed(cfg, Path('x.py'), None, 0)
     assert cfg.work_dir == 'mine'
-    search_det.set_work_dir_and_seed(cfg, Path('x.py'), 'cli', 0)
+    run_config.set_work_dir_and_seed(cfg, Path('x.py'), 'cli', 0)
     assert cfg.work_dir == 'cli'
-    cfg = search_cls.load_config(ROOT / 'configs/cls/wrn_fashion_mnist_ddas.py', ['train_cfg.max_epochs=2'], None, 1)
+    cfg = run_config.load_config(ROOT / 'configs/cls/wrn_fashion_mnist_ddas.py', ['train_cfg.max_epochs=2'], None, 1)
     assert cfg.work_dir == os.path.join('.', 'work_dirs', 'wrn_fashion_mnist_ddas') and cfg.train_cfg.max_epochs == 2
 
 
@@ -275,11 +277,24 @@ def test_cfg_options_go_through_dictaction():
     for tool, argv in ((search_det, []), (search_cls, []), (train_det, ['c.py', '--policy', 'autoaug_det_v0'])):
         options = tool.parse_args(argv + ['--cfg-options', 'a.b=1', 'c=[x,y]', 'd=None']).cfg_options
         assert options == {'a.b': 1, 'c': ['x', 'y'], 'd': None}
-    assert search_det.parse_cfg_options(['a=(1,2)']) == {'a': (1, 2)}
+    assert run_config.parse_cfg_options(['a=(1,2)']) == {'a': (1, 2)}
     with pytest.raises(SystemExit, match='KEY=VALUE'):
-        search_det.parse_cfg_options(['novalue'])
-    for path in (ROOT / 'tools').glob('*.py'):
+        run_config.parse_cfg_options(['novalue'])
+    for path in [*(ROOT / 'tools').glob('*.py'), ROOT / 'det_autoaug' / 'utils' / 'run_config.py']:
         assert '_parse_iterable' not in path.read_text(), f'{path.name} calls a private mmengine function'
+
+
+def test_tools_do_not_import_each_other():
+    """What tools share lives in the package (det_autoaug.utils.run_config, ...), not in a sibling script."""
+    tools = {path.stem: path for path in (ROOT / 'tools').glob('*.py')}
+    for name, path in tools.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split('.')[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split('.')[0])
+        assert not imported & set(tools), f'tools/{name}.py imports {sorted(imported & set(tools))} from tools/'
 
 
 def test_searcher_choices_come_from_the_registry():
@@ -316,7 +331,7 @@ def test_readme_search_hook_lines_keep_or_need_the_stock_hooks(tmp_path):
 
     def hooks_of(stock_name: str, line: str) -> list:
         path = tmp_path / 'user.py'
-        path.write_text(f"_base_ = ['{search_det.resolve_config(stock_name)}']\n{imports}\n{line}\n")
+        path.write_text(f"_base_ = ['{run_config.resolve_config(stock_name)}']\n{imports}\n{line}\n")
         return types(Config.fromfile(str(path)).custom_hooks)
 
     assert hooks_of(STOCK_RETINANET, plain) == ['PolicySearchHook']
@@ -336,7 +351,7 @@ def test_readme_train_det_commands_parse_and_find_their_configs():
     assert len(commands) >= 2
     for command in commands:
         args = train_det.parse_args(shlex.split(command)[2:])
-        assert search_det.resolve_config(args.config).is_file()
+        assert run_config.resolve_config(args.config).is_file()
         assert args.batch == ('--batch' in command)
 
 
@@ -344,14 +359,13 @@ def test_readme_config_side_pipeline_inserts_the_policy_after_the_flip(tmp_path)
     text = (ROOT / 'README.md').read_text(encoding='utf-8')
     (block,) = [b for b in re.findall(r'```python\n(.*?)```', text, flags=re.S) if 'train_pipeline = [' in b]
     path = tmp_path / 'user.py'
-    path.write_text(f"_base_ = ['{search_det.resolve_config(STOCK_RETINANET)}']\n{block}")
+    path.write_text(f"_base_ = ['{run_config.resolve_config(STOCK_RETINANET)}']\n{block}")
     cfg = Config.fromfile(str(path))
     pipeline = cfg.train_dataloader.dataset.pipeline
-    stock = Config.fromfile(str(search_det.resolve_config(STOCK_RETINANET))).train_dataloader.dataset.pipeline
+    stock = Config.fromfile(str(run_config.resolve_config(STOCK_RETINANET))).train_dataloader.dataset.pipeline
     assert [t['type'] for t in pipeline] == [t['type'] for t in stock[:4]] + ['PolicyAugment', 'PackDetInputs']
     from mmengine.registry import init_default_scope
     from mmdet.registry import TRANSFORMS
-    import det_autoaug.mmdet_plugins  # noqa: F401  (what custom_imports does)
     init_default_scope('mmdet')
     transform = TRANSFORMS.build(pipeline[4])
     assert type(transform).__name__ == 'PolicyAugment' and transform.policy.name == 'autoaug_det_v0'

@@ -116,8 +116,8 @@ def build_pair(args: argparse.Namespace) -> Tuple[dict, dict, str]:
     """Dataset configs ``(clean, augmented)`` and a title."""
     load = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True)]
     if args.op is not None:
-        from det_autoaug.ops.table import get_op
         from det_autoaug.mmdet_plugins.transforms import PREFIX
+        from det_autoaug.ops.table import get_op
         name = get_op(args.op).name
         aug = dict(type=PREFIX + name, level=args.level, prob=1.0)
         return (digits_dataset_cfg(args.data, args.split, load),
@@ -197,11 +197,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
 
     import det_autoaug.mmdet_plugins  # noqa: F401  (registers PolicyAugment and the DA<op> transforms)
     from det_autoaug.policy import describe_steps
-    from mmdet.registry import DATASETS
-    from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
 
     clean_cfg, aug_cfg, title = build_pair(args)

@@ -27,8 +27,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from det_autoaug.evaluation.compare_cls import (BASELINE_ARMS, CompareSetting, baseline_policy,  # noqa: E402
-                                                quick_setting, search, summarise, train_with_policy)
+from det_autoaug.evaluation.compare_cls import (  # noqa: E402
+    BASELINE_ARMS,
+    CompareSetting,
+    baseline_policy,
+    quick_setting,
+    search,
+    summarise,
+    train_with_policy,
+)
 from det_autoaug.evaluation.planted_harm import load_data  # noqa: E402
 from det_autoaug.policy.policy import build_policy  # noqa: E402
 from det_autoaug.utils.json_file import write_json_atomic  # noqa: E402

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     try:
         build_det_digits(args.out, seed=args.seed, sizes=sizes)
     except (ValueError, KeyError, FileNotFoundError) as err:
-        raise SystemExit(str(err))
+        raise SystemExit(str(err)) from None
     print(f'wrote {sum(sizes.values())} images {sizes} to {args.out} in {time.perf_counter() - start:.1f} s')
 
 

@@ -23,8 +23,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from det_autoaug.evaluation.planted_harm import (Setting, ground_truth, load_data, planted_space,  # noqa: E402
-                                                 quick_setting, run_search, run_tasks, summarise)
+from det_autoaug.evaluation.planted_harm import (  # noqa: E402
+    Setting,
+    ground_truth,
+    load_data,
+    planted_space,
+    quick_setting,
+    run_search,
+    run_tasks,
+    summarise,
+)
 from det_autoaug.utils.json_file import write_json_atomic  # noqa: E402
 
 
@@ -75,7 +83,7 @@ def main(argv=None) -> int:
         results.update(searches=searches, nulls=nulls)
         write_json_atomic(out_file, results, 'planted-harm results', 'results')
         print(f'{name}: done ({sum(r["seconds"] for r in runs):.0f} s of search and null runs)', flush=True)
-    results['summary'] = summary = summarise(results['ground_truth'], searches, nulls, labels)
+    results['summary'] = summarise(results['ground_truth'], searches, nulls, labels)
     write_json_atomic(out_file, results, 'planted-harm results', 'results')
     print_tables(results, labels)
     print(f'wrote {out_file}')
@@ -88,7 +96,8 @@ def print_tables(results: dict, labels) -> None:
     print('|---|---|---|---|---|')
     print(f'| none | {np.mean(gt["none"]):.4f} | | | |')
     for r in gt['entries']:
-        print(f'| {r["entry"]} | {np.mean(r["acc"]):.4f} | {r["effect"]:+.4f} | {r["se"] if r["se"] is None else round(r["se"], 4)} | {r["class"]} |')
+        se = r['se'] if r['se'] is None else round(r['se'], 4)
+        print(f'| {r["entry"]} | {np.mean(r["acc"]):.4f} | {r["effect"]:+.4f} | {se} | {r["class"]} |')
     print(f'\nharmful: {summary["harmful"]} (uniform share {summary["uniform_harmful"]:.3f}); '
           f'helpful: {summary["helpful"]} (uniform share {summary["uniform_helpful"]:.3f})')
     print('\n| searcher | harmful mass per seed | helpful mass per seed | null harmful mass | null 5th pct | '

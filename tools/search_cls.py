@@ -27,19 +27,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Union
+from typing import List, Optional
+
+from mmengine.config import DictAction
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / 'configs' / 'cls' / 'wrn_fashion_mnist_ddas.py'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-from mmengine.config import DictAction  # noqa: E402
-
+# E402: the package is imported once the checkout is on sys.path.
 from det_autoaug.search.hook_cfg import search_hooks  # noqa: E402
 from det_autoaug.search.searchers import SEARCHERS  # noqa: E402
-from search_det import (CFG_OPTIONS_HELP, hook_searcher, parse_cfg_options, print_policy,  # noqa: E402
-                        select_device, set_searcher, set_work_dir_and_seed)  # (tools/ on sys.path)
+from det_autoaug.utils.device import select_device  # noqa: E402
+from det_autoaug.utils.policy_table import print_policy  # noqa: E402
+from det_autoaug.utils.run_config import CFG_OPTIONS_HELP, hook_searcher, load_config, set_searcher  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -59,22 +61,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, metavar='KEY=VALUE',
                         help=CFG_OPTIONS_HELP)
     return parser.parse_args(argv)
-
-
-def load_config(config: Path, cfg_options: Union[Mapping, Sequence[str], None], work_dir: Optional[str], seed: int):
-    """Read ``config``, apply ``--cfg-options`` (parsed, or ``KEY=VALUE`` strings) and set the work dir and seed.
-
-    Work dir: ``work_dir``, else the config's, else ``./work_dirs/<config name>`` in the current directory.
-    """
-    from mmengine.config import Config
-    if not config.is_file():
-        raise SystemExit(f'config {config} does not exist')
-    cfg = Config.fromfile(str(config))
-    options = dict(cfg_options) if isinstance(cfg_options, Mapping) else parse_cfg_options(list(cfg_options or []))
-    if options:
-        cfg.merge_from_dict(options)
-    set_work_dir_and_seed(cfg, config, work_dir, seed)
-    return cfg
 
 
 def main(argv: Optional[List[str]] = None) -> Path:

@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     try:
         path = show(Path(args.data), args.split, Path(args.out), n=args.n, seed=args.seed, img_prefix=args.img_prefix)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(str(err))
+        raise SystemExit(str(err)) from None
     print(f'wrote {path}')
 
 

@@ -32,8 +32,14 @@ import torch
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from det_autoaug.evaluation.planted_harm import (Setting, _batches, _context, load_data,  # noqa: E402
-                                                 planted_space, run_tasks)
+from det_autoaug.evaluation.planted_harm import (  # noqa: E402
+    Setting,
+    _batches,
+    _context,
+    load_data,
+    planted_space,
+    run_tasks,
+)
 from det_autoaug.search.searchers import select_images  # noqa: E402
 from det_autoaug.utils.json_file import write_json_atomic  # noqa: E402
 
@@ -126,8 +132,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             ground_truth=args.ground_truth),
                space=labels, effects=effects.tolist(), runs=runs, summary=summary)
     write_json_atomic(Path(args.out), doc, 'signal study', 'out')
-    print('| signal | ' + ' | '.join(f'rounds {q["rounds"][0]}-{q["rounds"][1]}' for q in summary['one_step']['quarters'])
-          + ' | all rounds | one round (mean +- sd) |')
+    quarters = ' | '.join(f'rounds {q["rounds"][0]}-{q["rounds"][1]}' for q in summary['one_step']['quarters'])
+    print(f'| signal | {quarters} | all rounds | one round (mean +- sd) |')
     print('|---' * 7 + '|')
     for signal, row in summary.items():
         print(f'| {signal} | ' + ' | '.join(f'{q["spearman"]:+.2f}' for q in row['quarters'])

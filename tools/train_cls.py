@@ -41,8 +41,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_cls import load_config, select_device  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+# E402: the package is imported once the checkout is on sys.path.
+from det_autoaug.utils.device import select_device  # noqa: E402
+from det_autoaug.utils.run_config import load_config  # noqa: E402
 
 TORCHVISION_POLICIES = ('randaugment', 'trivialaugment', 'autoaugment-cifar', 'autoaugment-imagenet',
                         'autoaugment-svhn')
@@ -68,19 +73,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_uniform_policy(path: Path, reference: Optional[str]) -> Path:
-    """Write a policy file with uniform entry probabilities (see the module doc); returns ``path``."""
-    from det_autoaug.ops.spaces import get_space
-    from det_autoaug.policy.policy_file import load_policy_file, save_policy_file
-    if reference is not None:
-        ref = load_policy_file(reference)
-        space, entries, apply_prob, ops = ref.space, ref.entries, ref.apply_prob, ref.ops_per_policy
+def uniform_policy(path: Path, reference: Optional[str]) -> Path:
+    """Write the ``uniform`` policy file (see the module doc) to ``path``; returns ``path``."""
+    from det_autoaug.policy.policy_file import load_policy_file
+    from det_autoaug.utils.uniform_policy import write_uniform_policy
+    meta = dict(reference=reference)
+    if reference is None:
+        write_uniform_policy(path, 'ddas_cifar', 0.35, ops_per_policy=2, meta=meta)
     else:
-        space, apply_prob, ops = 'ddas_cifar', 0.35, 2
-        entries = get_space(space)
-    n = len(entries)
-    save_policy_file(path, searcher='uniform', space=space, entries=entries, probs=[1.0 / n] * n,
-                     apply_prob=apply_prob, ops_per_policy=ops, meta=dict(reference=reference))
+        ref = load_policy_file(reference)
+        write_uniform_policy(path, ref.space, ref.apply_prob, entries=ref.entries, ops_per_policy=ref.ops_per_policy,
+                             meta=meta)
     return path
 
 
@@ -95,7 +98,7 @@ def policy_transform(policy: str, schedule: bool, reference: Optional[str], work
     if policy in TORCHVISION_POLICIES:
         return dict(type='DAClsTorchvisionAug', policy=policy)
     if policy == 'uniform':
-        return dict(type='DAClsPolicy', policy=str(write_uniform_policy(work_dir / 'uniform_policy.json', reference)))
+        return dict(type='DAClsPolicy', policy=str(uniform_policy(work_dir / 'uniform_policy.json', reference)))
     if not Path(policy).is_file():
         raise SystemExit(f"--policy {policy!r}: expected 'none', 'uniform', one of {TORCHVISION_POLICIES} "
                          'or an existing policy file')

@@ -41,9 +41,21 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from mmengine.config import DictAction
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_det import (CFG_OPTIONS_HELP, add_custom_import, check_data, dataset_cfgs, resolve_config,  # noqa: E402
-                        select_device, set_data_root, set_work_dir_and_seed)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+# E402: the package is imported once the checkout is on sys.path.
+from det_autoaug.utils.device import select_device  # noqa: E402
+from det_autoaug.utils.run_config import (  # noqa: E402
+    CFG_OPTIONS_HELP,
+    add_custom_import,
+    check_data,
+    dataset_cfgs,
+    resolve_config,
+    set_data_root,
+    set_work_dir_and_seed,
+)
 
 POLICY_AUGMENT = 'PolicyAugment'
 BATCH_AUGMENT = 'BatchPolicyAugment'

@@ -257,11 +257,8 @@ def top_entries(policy: Dict[str, Any], n: int) -> List[Dict[str, Any]]:
 
 def write_uniform_policy(path: Path, apply_prob: float) -> str:
     """Write a policy file over :data:`SEARCH_SPACE` with uniform probs (the random-policy control); its path."""
-    from ..ops.spaces import get_space
-    from ..policy.policy_file import save_policy_file
+    from ..utils.uniform_policy import write_uniform_policy as write_uniform
 
-    entries = get_space(SEARCH_SPACE)
-    save_policy_file(path, searcher='uniform', space=SEARCH_SPACE, entries=entries,
-                     probs=[1.0 / len(entries)] * len(entries), apply_prob=apply_prob, ops_per_policy=2,
-                     meta=dict(note='uniform control for tools/compare_det.py'))
+    write_uniform(path, SEARCH_SPACE, apply_prob, ops_per_policy=2,
+                  meta=dict(note='uniform control for tools/compare_det.py'))
     return str(path)
