@@ -93,6 +93,10 @@ def test_bad_arguments_are_rejected() -> None:
         compare_det.parse_args(['--arms', 'flip'])
     with pytest.raises(SystemExit):
         compare_det._settings(compare_det.parse_args(['--epochs', '0']))
+    for bad in ('0', '1.5', 'nan'):
+        with pytest.raises(SystemExit, match=f'--uniform-apply-prob {bad}'):
+            compare_det._settings(compare_det.parse_args(['--uniform-apply-prob', bad]))
+    assert compare_det._settings(compare_det.parse_args(['--uniform-apply-prob', '0.75']))['uniform_apply_prob'] == 0.75
     with pytest.raises(ValueError, match='unknown arm'):
         augmentation('flip', None)
     with pytest.raises(ValueError, match='needs a policy file'):

@@ -78,6 +78,8 @@ def test_a_second_call_resumes_without_rerunning(quick: Path):
 def test_bad_arguments_are_named():
     done = _run('--gt-prob', '1.5', '--quick')
     assert done.returncode != 0 and '--gt-prob 1.5' in done.stderr
+    done = _run('--search-epochs', '0', '--quick')
+    assert done.returncode != 0 and '--search-epochs 0: expected a positive integer' in done.stderr
 
 
 def test_paired_effects_by_hand():

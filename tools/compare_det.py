@@ -101,6 +101,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float, default=0.001,
                         help='test score threshold (default 0.001: an undertrained detector from scratch '
                              'scores below the configs\' 0.05 and would get mAP 0 without a box)')
+    parser.add_argument('--uniform-apply-prob', type=float, default=None,
+                        help="the uniform arm's apply_prob s (default: the ddas search's final s of the same seed "
+                             "when the ddas arm runs, else DDAS's initial 0.35), e.g. another searcher's s")
     parser.add_argument('--resume', action='store_true', help='skip the runs already in work_dir/results.json')
     return parser.parse_args(argv)
 
@@ -123,6 +126,7 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         sizes=QUICK_SIZES if quick else FULL_SIZES,
         threads=pick(args.threads, None, 1),
         score_thr=args.score_thr,
+        uniform_apply_prob=args.uniform_apply_prob,
     )
     if args.sizes is not None:
         if min(args.sizes) < 1:
@@ -131,6 +135,9 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
     for key in ('epochs', 'search_epochs', 'scale'):
         if settings[key] < 1:
             raise SystemExit(f'--{key.replace("_", "-")} {settings[key]}: expected a positive integer')
+    s = settings['uniform_apply_prob']
+    if s is not None and not 0.0 < s <= 1.0:
+        raise SystemExit(f'--uniform-apply-prob {s}: expected a probability in (0, 1]')
     if settings['num_workers'] < 0:
         raise SystemExit(f'--num-workers {settings["num_workers"]}: expected >= 0')
     return settings

@@ -51,7 +51,7 @@ from det_autoaug.evaluation import compare_det  # noqa: E402
 from det_autoaug.utils.device import select_device  # noqa: E402
 
 SPACE = 'det_planted'
-# name -> (searcher of DDASSearchHook, searcher_cfg on top of the search config's)
+# name -> (searcher of PolicySearchHook, searcher_cfg on top of the search config's)
 SEARCHERS = {
     'ddas_lookahead': compare_det.SEARCHED_ARMS['ddas_lookahead'],
     'ddas': ('ddas', {}),  # the shipped defaults of configs/_base_/ddas_search.py
@@ -72,6 +72,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--searchers', nargs='+', default=list(SEARCHERS), choices=list(SEARCHERS))
     parser.add_argument('--gt-prob', type=float, default=0.5,
                         help='probability that a ground-truth run augments an image (default 0.5)')
+    parser.add_argument('--search-epochs', type=int, default=None,
+                        help='epochs each search (and null) trains while it searches (default 2; quick: 1)')
     parser.add_argument('--skip-ground-truth', action='store_true', help='run the searches only')
     parser.add_argument('--jobs', type=int, default=1, help='runs at once, one process and one torch thread each')
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'auto'")
@@ -79,6 +81,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0.0 < args.gt_prob <= 1.0:
         parser.error(f'--gt-prob {args.gt_prob}: expected a probability in (0, 1]')
+    if args.search_epochs is not None and args.search_epochs < 1:
+        parser.error(f'--search-epochs {args.search_epochs}: expected a positive integer')
     if args.jobs < 1:
         parser.error(f'--jobs {args.jobs}: expected a positive integer')
     return args
@@ -263,7 +267,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from det_autoaug.evaluation.compare_det_run import prepare_data
     from det_autoaug.utils.json_file import write_json_atomic
 
-    base = QUICK if args.quick else FULL
+    base = dict(QUICK if args.quick else FULL)
+    if args.search_epochs is not None:
+        base['search_epochs'] = args.search_epochs
     work_dir = Path(args.work_dir).resolve()
     (work_dir / 'runs').mkdir(parents=True, exist_ok=True)
     data_root, n_train, tmp_data = prepare_data(args.data, work_dir, args.quick, base['sizes'])

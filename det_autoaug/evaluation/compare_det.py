@@ -22,7 +22,8 @@ inserted after ``Resize`` in the training pipeline differs (:func:`augmentation`
   (``det_default``, 36 entries) with uniform ``probs`` (:func:`write_uniform_policy`); its
   ``apply_prob`` is the searched policy's final ``s`` of the same seed when the ``ddas`` arm runs
   (so ``uniform`` and ``ddas`` differ only in what the search learned about ``p``), else the DDAS
-  initial 0.35.
+  initial 0.35; ``settings['uniform_apply_prob']`` (``--uniform-apply-prob``) sets it instead, e.g. to
+  another searcher's final ``s``.
 - ``ddas``: the policy searched by ``PolicySearchHook`` (:func:`run_search`: a Runner built from
   the search config, default ``configs/digits/centernet_slim_digits_ddas.py``, on the same
   training data and scale); trained with ``PolicyAugment(policy=<policy.json>)``, which follows

@@ -105,7 +105,10 @@ def run_comparison(settings: Dict[str, Any], *, work_dir: Path, data: Optional[s
             policies[searcher] = search['policy']
         ddas = searches.get(('ddas', policy_seed))
         if 'uniform' in settings['arms']:
-            apply_prob = ddas['apply_prob'] if ddas is not None else INIT_APPLY_PROB
+            if settings.get('uniform_apply_prob') is not None:
+                apply_prob = settings['uniform_apply_prob']
+            else:
+                apply_prob = ddas['apply_prob'] if ddas is not None else INIT_APPLY_PROB
             policies['uniform'] = write_uniform_policy(work_dir / f'uniform_seed{seed}.json', apply_prob)
         for arm in settings['arms']:
             if (arm, seed) in done:
