@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..ops.params import sample_params
 from ..ops.spaces import get_space
 from ..ops.table import get_op
-from ..ops.torch_ops import apply_op
+from ..policy.apply import apply_chains_torch
 from ..policy.policy import ChainStep, Policy, build_policy, trivial_augment_range
 from ..policy.policy_file import policy_from_dict, save_policy_file
 from ..search.searchers import build_searcher
@@ -207,11 +206,10 @@ def apply_chains_batched(images: Tensor, chains: Sequence[Sequence[ChainStep]],
                          generator: torch.Generator) -> Tensor:
     """One chain per image, applied op by op to the images that share it (classification: no boxes).
 
-    Per chain position, each step runs with its probability; the images that run the same op go
-    through one :func:`~det_autoaug.ops.torch_ops.apply_op` call with per-image magnitudes and
-    parameters drawn in one batch from ``generator`` (faster than
-    :func:`~det_autoaug.policy.policy.apply_chains_torch`, which draws per image so that a draw can be
-    replayed image by image; reproducible all the same for a seeded generator).
+    :func:`~det_autoaug.policy.apply.apply_chains_torch` with ``draws='per_op'``: per chain
+    position, the images that share an op draw whether it runs and its parameters in one batch from
+    ``generator`` (faster than the default per-image draws, which let a draw be replayed image by
+    image; reproducible all the same for a seeded generator).
 
     Args:
         images: ``(B, C, H, W)`` float on the 0..255 scale, or uint8. Not modified.
@@ -221,26 +219,7 @@ def apply_chains_batched(images: Tensor, chains: Sequence[Sequence[ChainStep]],
     Returns:
         ``(B, C, H, W)`` in the input dtype.
     """
-    if len(chains) != len(images):
-        raise ValueError(f'got {len(chains)} chains for {len(images)} images: expected one per image')
-    out = images.clone()
-    height, width = images.shape[-2:]
-    for position in range(max((len(c) for c in chains), default=0)):
-        groups: Dict[str, List[Tuple[int, ChainStep]]] = {}
-        for i, chain in enumerate(chains):
-            if position < len(chain):
-                groups.setdefault(chain[position].op, []).append((i, chain[position]))
-        for op, members in groups.items():
-            runs = (torch.rand(len(members), generator=generator, dtype=torch.float64)
-                    < torch.tensor([s.prob for _, s in members], dtype=torch.float64)).tolist()
-            members = [m for m, r in zip(members, runs) if r]
-            if not members:
-                continue
-            index = [i for i, _ in members]
-            magnitude = torch.tensor([s.magnitude for _, s in members], dtype=torch.float64)
-            params = sample_params(op, len(index), height, width, generator=generator)
-            out[index] = apply_op(op, out[index], None, magnitude, params).images.to(out.dtype)
-    return out
+    return apply_chains_torch(images, None, chains, generator, draws='per_op')[0]
 
 
 def train_with_policy(setting: CompareSetting, data: Data, policy: Optional[Policy], seed: int) -> dict:

@@ -23,9 +23,12 @@ learns one probability per entry; a policy is an ordered pair of entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Sequence, Tuple
 
 from .table import OPS, get_op
+
+if TYPE_CHECKING:
+    from ..policy.step import ChainStep
 
 _NO_MAGNITUDE = tuple(op.name for op in OPS[:8])  # Identity .. Smooth, in table order
 _DDAS_MAGNITUDE = ('Rotate', 'Posterize', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Solarize',
@@ -49,6 +52,12 @@ class SpaceEntry:
     @property
     def label(self) -> str:
         return self.op if self.level is None else f'{self.op}@{self.level:g}'
+
+    def step(self, prob: float = 1.0) -> ChainStep:
+        """This entry as the step a chain applier takes, run with probability ``prob``."""
+        # the step type belongs to the policy layer, which imports this module: import it late
+        from ..policy.step import ChainStep
+        return ChainStep(self.op, self.magnitude, prob)
 
 
 def make_space(fixed: Sequence[str], levelled: Sequence[str], levels: Sequence[float],

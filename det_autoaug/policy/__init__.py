@@ -4,11 +4,12 @@ Import-light (torch, numpy, cv2 through the cv2 kernels; no OpenMMLab), so datal
 and the search can use it. :class:`DetPolicy` applies a policy to ``(image, boxes, labels)`` in
 plain numpy or PyTorch.
 
-Modules: ``sampling`` (the policies and their draws, ``build_policy``), ``apply`` (one chain
-applier per backend: cv2 and batched torch), ``mmdet_export`` (a policy as an mmdet
-``AutoAugment`` config), ``policy_file`` (the JSON file a search writes; its record types in
-``file_schema``, its field checks in ``file_checks``), ``published`` (the published policies),
-``api`` (``DetPolicy``). ``policy`` re-exports what it held before it was split.
+Modules: ``step`` (``ChainStep``, the one step type), ``sampling`` (the policies and their draws,
+``build_policy``), ``apply`` (one chain applier per backend: cv2 and batched torch),
+``mmdet_export`` (a policy as an mmdet ``AutoAugment`` config), ``policy_file`` (the JSON file a
+search writes; its record types in ``file_schema``, its field checks in ``file_checks``),
+``published`` (the published policies), ``api`` (``DetPolicy``). ``policy`` re-exports what it
+held before it was split.
 """
 from . import policy  # noqa: F401  (the module that held sampling, applying and export before the split)
 from .api import DetPolicy, describe_steps

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..ops.spaces import SpaceEntry
+from .step import ChainStep
 
 SCHEMA = 'det_autoaug.policy'
 VERSION = 1
@@ -44,6 +45,10 @@ class SubPolicyOp:
     op: str
     magnitude: float
     prob: float
+
+    def step(self) -> ChainStep:
+        """This op as the step a chain applier takes."""
+        return ChainStep(self.op, self.magnitude, self.prob)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def _export_candidates(policy: Policy, top_k: int) -> Tuple[Callable[[int], List
         return subs.__getitem__, probs, np.array([supported_steps(s) for s in subs]), len(subs), 0.0
     if isinstance(policy, SearchedPolicy) and policy.file.subpolicies:
         ranked = sorted(policy.file.subpolicies, key=lambda sp: -sp.prob)
-        subs = [[ChainStep(o.op, o.magnitude, o.prob) for o in sp.ops] for sp in ranked]
+        subs = [[o.step() for o in sp.ops] for sp in ranked]
         probs = np.array([sp.prob for sp in ranked], dtype=np.float64)
         return subs.__getitem__, probs / probs.sum(), np.array([supported_steps(s) for s in subs]), top_k, 0.0
     if isinstance(policy, SearchedPolicy):
@@ -134,7 +134,7 @@ def _export_candidates(policy: Policy, top_k: int) -> Tuple[Callable[[int], List
 
         def steps_of(i: int) -> List[ChainStep]:
             picks = np.unravel_index(order[i], (n,) * k)
-            return [ChainStep(entries[int(j)].op, entries[int(j)].magnitude, 1.0) for j in picks]
+            return [entries[int(j)].step() for j in picks]
         return steps_of, apply_prob * weights[order], supported[order], top_k, 1.0 - apply_prob
     raise ValueError(f'cannot export {policy!r}: expected a PublishedPolicy or a SearchedPolicy')
 

@@ -2,7 +2,8 @@
 
 What it held now lives by concern:
 
-- :mod:`det_autoaug.policy.sampling`: :class:`ChainStep`, the policies (:class:`Policy`,
+- :mod:`det_autoaug.policy.step`: :class:`ChainStep`, the step every chain applier takes;
+- :mod:`det_autoaug.policy.sampling`: the policies (:class:`Policy`,
   :class:`PublishedPolicy`, :class:`TrivialAugmentPolicy`, :class:`SearchedPolicy`), their
   draws, and :func:`build_policy`;
 - :mod:`det_autoaug.policy.apply`: applying chains, :func:`run_chain_np` / :func:`apply_chain_np`

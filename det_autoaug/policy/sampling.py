@@ -1,7 +1,7 @@
 """Policies and their draws: which chain of ops each image gets.
 
-A *chain* is the list of :class:`ChainStep` one image goes through, in order. Three kinds of
-policy sample chains, all through a ``torch.Generator`` (a seeded run is reproducible):
+A *chain* is the list of :class:`~det_autoaug.policy.step.ChainStep` one image goes through, in
+order. Three kinds of policy sample chains, all through a ``torch.Generator`` (a seeded run is reproducible):
 
 - :class:`PublishedPolicy` (``'autoaug_det_v0'`` .. ``'autoaug_det_v3'``): one sub-policy drawn
   uniformly; each step keeps its published probability.
@@ -23,7 +23,6 @@ Whether a step then runs, and with which parameters, is drawn when the chain is 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -32,21 +31,9 @@ from torch import Tensor
 from ..ops.table import OpSpec, get_op
 from .policy_file import PolicyFile, load_policy_file, schedule_index
 from .published import PUBLISHED_POLICIES
+from .step import ChainStep
 
 PolicySpec = Union[str, 'os.PathLike[str]', PolicyFile, Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class ChainStep:
-    """One step of a chain: ``op`` (table name) at ``magnitude``, run with probability ``prob``.
-
-    For bbox-only ops ``prob`` is the TensorFlow one: the op always runs and each box is selected
-    with probability ``prob / 3``.
-    """
-
-    op: str
-    magnitude: float
-    prob: float
 
 
 def _check_prob(prob: Any, what: str) -> float:
@@ -228,13 +215,13 @@ class SearchedPolicy(Policy):
         if self.file.subpolicies:
             weights = torch.tensor([sp.prob for sp in self.file.subpolicies], dtype=torch.float64)
             index = int(torch.multinomial(weights, 1, generator=generator))
-            return [ChainStep(o.op, o.magnitude, o.prob) for o in self.file.subpolicies[index].ops]
+            return [o.step() for o in self.file.subpolicies[index].ops]
         probs, apply_prob = self.distribution(epoch, train_epochs)
         if not float(torch.rand(1, generator=generator)) < apply_prob:
             return []
         picks = torch.multinomial(probs, self.file.ops_per_policy, replacement=True, generator=generator)
         entries = self.file.entries
-        return [ChainStep(entries[i].op, entries[i].magnitude, 1.0) for i in picks.tolist()]
+        return [entries[i].step() for i in picks.tolist()]
 
     def __repr__(self) -> str:
         return (f'SearchedPolicy({self.name!r}, {len(self.file.entries)} entries, '

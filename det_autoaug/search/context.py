@@ -12,8 +12,8 @@ implements: ``forward_loss``, ``backward``, ``optimizer_step``, ``zero_grad``, `
 
 - ``loss_grad(batch, slot)``: loss and gradient of a batch, the flat gradient stored in
   ``buffers`` row ``slot`` (the grads are then zeroed);
-- ``augment(batch, chain)``: a copy of the batch with a chain of ``(op, magnitude)`` applied
-  (hard, uint8 as a dataloader yields it);
+- ``augment(batch, chain)``: a copy of the batch with a chain of
+  :class:`~det_autoaug.policy.step.ChainStep` applied (hard, uint8 as a dataloader yields it);
 - ``augment_differentiable(batch, steps, seed)``: float copy whose pixels depend on each step's
   magnitude tensor and gate tensor through autograd (straight-through for non-smooth ops);
 - ``model_step(coefficients, slots)``: write ``sum_k c_k buf[slots[k]]`` into the grads and step
@@ -41,39 +41,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
+from ..policy.step import ChainStep
 from .batch_augment import augment_batch
 from .grad_buffers import FlatGradBuffers
-
-#: One step of a differentiable chain: ``(op, magnitude, gate)``. ``magnitude`` is a 0-d float
-#: tensor (may require grad); ``gate`` a 0-d or ``(B,)`` tensor whose forward value is 0 or 1
-#: (a straight-through relaxed decision) or ``None`` (always applied).
-DiffStep = Tuple[str, Tensor, Optional[Tensor]]
-
-
-def augment_batch_differentiable(data_batch: dict, steps: Sequence[DiffStep], generator: torch.Generator,
-                                 device: Union[torch.device, str] = 'cpu', bgr: bool = True,
-                                 min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> dict:
-    """:func:`det_autoaug.search.batch_augment.augment_batch` with float images and autograd.
-
-    Each step maps the images ``x`` to ``x + gate * (op(x, magnitude) - x)``: with a gate whose
-    forward value is 1 the op's output, with 0 the input, and in both cases a gradient to the gate
-    equal to ``op(x) - x``; the magnitude gets the op's autograd or straight-through gradient.
-    Boxes follow the op only for images whose gate is 1 (``> 0.5``).
-
-    Args:
-        data_batch: as for ``augment_batch``; not modified.
-        steps: ``(op, magnitude, gate)`` triples (:data:`DiffStep`), applied in order.
-        generator: source of the ops' random parameters (replay a draw with the same seed).
-        device: where the images are augmented.
-        bgr: inputs are BGR; the ops see RGB.
-        min_size: box drop rule (px).
-        min_visible: box drop rule (visible fraction).
-
-    Returns:
-        A new batch dict with float images on the 0..255 scale (list or stacked as the input).
-    """
-    return augment_batch(data_batch, steps, generator, device, bgr, min_size=min_size, min_visible=min_visible,
-                         differentiable=True)
 
 
 class SearchContext:
@@ -185,7 +155,9 @@ class SearchContext:
             # torch optimisers adopt the loaded tensors: load a copy so the saved state stays intact
             self.load_optimizer_state(copy.deepcopy(state['optimizer']))
 
-    def augment(self, batch: dict, chain: Sequence[Tuple[str, float]]) -> dict:
+    def augment(self, batch: dict, chain: Sequence[ChainStep]) -> dict:
+        """A copy of ``batch`` with every image augmented by ``chain`` (hard: uint8, as a dataloader
+        yields it; random parameters from the augmentation generator)."""
         with self.phase('augmentation'):
             return augment_batch(batch, chain, self.aug_gen, self.device, self.bgr_inputs, **self.filter_kwargs)
 
@@ -193,10 +165,14 @@ class SearchContext:
         """A seed drawn from the augmentation generator (replay a differentiable augmentation)."""
         return int(torch.randint(0, 2 ** 62, (1,), generator=self.aug_gen))
 
-    def augment_differentiable(self, batch: dict, steps: Sequence[DiffStep], seed: int) -> dict:
+    def augment_differentiable(self, batch: dict, steps: Sequence[ChainStep], seed: int) -> dict:
+        """A float copy of ``batch`` (0..255 scale) whose pixels depend on each step's magnitude
+        tensor and gate through autograd (straight-through for non-smooth ops; a gate maps ``x`` to
+        ``x + gate * (op(x) - x)``, see :func:`~det_autoaug.search.batch_augment.augment_batch`);
+        the random parameters come from ``seed``, so the same seed replays the same draw."""
         with self.phase('augmentation'):
-            return augment_batch_differentiable(batch, steps, torch.Generator().manual_seed(int(seed)), self.device,
-                                                self.bgr_inputs, **self.filter_kwargs)
+            return augment_batch(batch, steps, torch.Generator().manual_seed(int(seed)), self.device,
+                                 self.bgr_inputs, differentiable=True, **self.filter_kwargs)
 
     def model_step(self, coefficients: Union[Tensor, Sequence[float]], slots: Sequence[int]) -> None:
         """Step the model optimiser on ``sum_k coefficients[k] * buf[slots[k]]``."""

@@ -44,10 +44,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..policy.step import ChainStep
 from .categorical import Proposal
 from .searchers.base import check_int
 
-Chain = Sequence[Tuple[str, float]]
+Chain = Sequence[ChainStep]
 
 
 class LookaheadRounds:
@@ -86,7 +87,7 @@ class LookaheadRounds:
 
         Args:
             ctx: the search context.
-            chains: the ``(op, magnitude)`` chain of each proposed policy, in proposal order.
+            chains: the chain of each proposed policy, in proposal order.
 
         Returns:
             ``(proposal, -L_k (K,), -L_clean ())`` as float64 on the CPU, averaged over ranks.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Sequence, Type, Union
 
 from ...ops.spaces import SpaceEntry
-from ..context import DiffStep, SearchContext, SearchContextMixin, TorchSearchContext, augment_batch_differentiable
+from ..context import SearchContext, SearchContextMixin, TorchSearchContext
 from .base import Searcher, distinct_ops, select_images
 from .daas import DAASSearcher
 from .daas_joint import DAASJointSearcher
@@ -89,6 +89,6 @@ def build_searcher(searcher: Union[str, Mapping[str, Any]], entries: Sequence[Sp
 
 
 __all__ = ['SEARCHERS', 'SEARCHER_TYPES', 'build_searcher', 'register_searcher', 'searcher_class', 'Searcher',
-           'SearchContext', 'SearchContextMixin', 'TorchSearchContext', 'DiffStep', 'augment_batch_differentiable',
+           'SearchContext', 'SearchContextMixin', 'TorchSearchContext',
            'select_images', 'distinct_ops', 'DDASSearcher', 'DADASearcher', 'DADASharedSearcher', 'DAASSearcher',
            'DAASJointSearcher']

@@ -19,13 +19,7 @@ from torch import Tensor
 from ...ops.spaces import SpaceEntry
 
 # The search context used to live here; its names stay importable from this module.
-from ..context import (  # noqa: F401
-    DiffStep,
-    SearchContext,
-    SearchContextMixin,
-    TorchSearchContext,
-    augment_batch_differentiable,
-)
+from ..context import SearchContext, SearchContextMixin, TorchSearchContext  # noqa: F401
 
 #: ``(scalars, infos)`` of :meth:`Searcher.log_items`.
 LogItems = Tuple[Dict[str, float], Dict[str, str]]

@@ -171,7 +171,7 @@ class DAASSearcher(Searcher):
         entries = self.policy.draw(ctx.policy_gen)
         s = float(self.policy.apply_prob().detach())
         applied = torch.rand(len(data['inputs']), generator=ctx.policy_gen, dtype=torch.float64) < s
-        chain = [(self.entries[e].op, self.entries[e].magnitude) for e in entries.tolist()]
+        chain = [self.entries[e].step() for e in entries.tolist()]
         batch = select_images(data, ctx.augment(data, chain), applied.tolist()) if bool(applied.any()) else data
         return entries, applied, batch
 

@@ -60,6 +60,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
+from ...policy.step import ChainStep
 from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops
 
 STATE_VERSION = 1
@@ -169,12 +170,12 @@ class DADASharedSearcher(SubPolicyOutputs, Searcher):
 
         seed = ctx.draw_seed()
 
-        def steps(with_grad: bool) -> list:
+        def steps(with_grad: bool) -> List[ChainStep]:
             out = []
             for op_index, decision in zip((i, j), b.tolist()):
                 if decision > 0.5:  # an op not applied has no effect and no gradient: skip it
                     m = self._magnitude(op_index)
-                    out.append((self.op_names[op_index], m if with_grad else m.detach(), None))
+                    out.append(ChainStep(self.op_names[op_index], m if with_grad else m.detach()))
             return out
 
         with ctx.phase('augmentation'):

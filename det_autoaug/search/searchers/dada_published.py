@@ -78,6 +78,7 @@ from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
 from ...ops.table import get_op
+from ...policy.step import ChainStep
 from .base import Searcher, SubPolicyOutputs, check_int, check_positive, distinct_ops
 
 STATE_VERSION = 2  # version 1: the shared-parameter DADA, saved under the name 'dada' before it became 'dada_shared'
@@ -264,12 +265,12 @@ class DADASearcher(SubPolicyOutputs, Searcher):
         b = (logits + torch.log(u_b) - torch.log1p(-u_b) > 0).to(p.dtype)
         seed = ctx.draw_seed()
 
-        def steps(with_grad: bool) -> list:
+        def steps(with_grad: bool) -> List[ChainStep]:
             out = []
             for j in range(2):
                 if b[k, j] > 0.5:  # an op not applied has no effect and no gradient: skip it
                     m = self._magnitude(k, j)
-                    out.append((self.op_names[self.pairs[k][j]], m if with_grad else m.detach(), None))
+                    out.append(ChainStep(self.op_names[self.pairs[k][j]], m if with_grad else m.detach()))
             return out
 
         augmented = ctx.augment_differentiable(data, steps(False), seed)

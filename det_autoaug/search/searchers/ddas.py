@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
+from ...policy.step import ChainStep
 from ..core import DDASPolicy
 from ..delayed_credit import DelayedCredit, GradientSketch
 from ..lookahead import LookaheadRounds
@@ -81,8 +82,8 @@ class DDASSearcher(Searcher):
         self.num_grad_slots = self.num_policies + 2 if signal == 'one_step' else 1
         self.last_stats: Dict[str, float] = {}
 
-    def _chain(self, entries: Sequence[int]) -> List[Tuple[str, float]]:
-        return [(self.entries[e].op, self.entries[e].magnitude) for e in entries]
+    def _chain(self, entries: Sequence[int]) -> List[ChainStep]:
+        return [self.entries[e].step() for e in entries]
 
     def _policy_batch(self, ctx, data: dict) -> dict:
         """``data`` with each image augmented with probability ``s`` by one policy drawn from ``p``."""
