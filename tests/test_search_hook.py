@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 
 import det_autoaug.mmdet_plugins  # noqa: F401  (registers the hook)
 from det_autoaug.policy.policy_file import load_policy_file
+from det_autoaug.policy.step import ChainStep
 from det_autoaug.search.batch_augment import augment_batch
 from det_autoaug.search.hook import PolicySearchHook, default_val_pipeline
 
@@ -178,7 +179,7 @@ def test_copy_with_every_box_pushed_out_trains_with_labels_in_sync():
     # 8 px wide boxes at the centre of a 48 px image; a shift of 0.546 * 48 = 26 px either way
     # leaves at most 2.15 px (27%) of each inside: all are dropped (min_visible 0.3).
     batch = _batch(x1=20.0, step=0.2)
-    out = augment_batch(batch, [('TranslateX', 0.546)], torch.Generator().manual_seed(0))
+    out = augment_batch(batch, [ChainStep('TranslateX', 0.546)], torch.Generator().manual_seed(0))
     for before, after in zip(batch['data_samples'], out['data_samples']):
         assert len(before.gt_instances) == 3, 'the input batch was modified'
         assert len(after.gt_instances) == 0
@@ -191,7 +192,7 @@ def test_copy_with_every_box_pushed_out_trains_with_labels_in_sync():
 
 def test_partly_dropped_boxes_keep_labels_in_sync():
     batch = _batch(x1=2.0, step=12.0)
-    out = augment_batch(batch, [('TranslateX', 0.4)], torch.Generator().manual_seed(3))
+    out = augment_batch(batch, [ChainStep('TranslateX', 0.4)], torch.Generator().manual_seed(3))
     for before, after in zip(batch['data_samples'], out['data_samples']):
         kept = after.gt_instances
         assert len(kept.labels) == len(kept.bboxes)
@@ -203,7 +204,7 @@ def test_partly_dropped_boxes_keep_labels_in_sync():
 
 def test_colour_copy_keeps_every_box_and_label():
     batch = _batch()
-    out = augment_batch(batch, [('Color', 0.8), ('Equalize', 1.0)], torch.Generator().manual_seed(0))
+    out = augment_batch(batch, [ChainStep('Color', 0.8), ChainStep('Equalize', 1.0)], torch.Generator().manual_seed(0))
     for before, after in zip(batch['data_samples'], out['data_samples']):
         assert torch.equal(before.gt_instances.labels, after.gt_instances.labels)
         assert torch.equal(before.gt_instances.bboxes.tensor, after.gt_instances.bboxes.tensor)

@@ -56,7 +56,7 @@ def study_seed(seed: int, round_steps: int, steps: int, val_batches: int = 16) -
     stream = _batches(data.train, setting.batch, torch.Generator().manual_seed(seed + 2))
     mix_gen = torch.Generator().manual_seed(seed + 5)
     val = [ctx.next_val_batch() for _ in range(val_batches)]  # 16: the whole validation split (500 images), fixed
-    chains = [[(e.op, e.magnitude)] for e in entries]
+    chains = [[e.step()] for e in entries]
     rounds = []
     for r in range(steps // round_steps):
         batches = [stream() for _ in range(round_steps)]

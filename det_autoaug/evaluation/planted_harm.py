@@ -169,7 +169,7 @@ def train_with_entry(setting: Setting, data: Data, entry: Optional[SpaceEntry], 
         batch = stream()
         if entry is not None:
             mask = (torch.rand(len(batch['targets']), generator=mask_gen) < setting.gt_prob).tolist()
-            batch = select_images(batch, ctx.augment(batch, [(entry.op, entry.magnitude)]), mask)
+            batch = select_images(batch, ctx.augment(batch, [entry.step()]), mask)
         ctx.zero_grad()
         ctx.train_loss_grad(batch)
         ctx.optimizer_step()
