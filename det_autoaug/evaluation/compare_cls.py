@@ -6,7 +6,7 @@ arm trains the same model from scratch with the same data, initialisation, batch
 only the augmentation differs. Per image, a policy's :meth:`~det_autoaug.policy.policy.Policy.sample_chain`
 gives the chain, and :func:`apply_chains_batched` applies it with the package's torch kernels.
 
-Arms:
+Arms (what each is, and its searcher: :mod:`det_autoaug.evaluation.arms`; how it augments here):
 
 - ``none``; ``handpicked`` (:func:`handpicked_policy`: flip, shift by up to 2 px, Cutout);
 - ``randaugment`` (:class:`RandAugmentPolicy`: 2 ops drawn uniformly from RandAugment's 14 at
@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,18 +39,33 @@ from ..policy.apply import apply_chains_torch
 from ..policy.policy import ChainStep, Policy, build_policy, trivial_augment_range
 from ..policy.policy_file import policy_from_dict, save_policy_file
 from ..search.searchers import build_searcher
-from .planted_harm import Data, Setting, _batches, _context, accuracy
+from .arms import get_arm, task_arms
+from .planted_harm import Data, _batches, _context, accuracy
 
-BASELINE_ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform')
+#: The classification comparison's arms without a search, built by :func:`baseline_policy` (rows of
+#: :data:`det_autoaug.evaluation.arms.ARMS`); its searched arms are :data:`SEARCHED_ARMS`.
+BASELINE_ARMS = task_arms('none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform')
+SEARCHED_ARMS = task_arms('ddas', 'ddas_lookahead', 'daas', 'dada')
 #: RandAugment's 14 ops (Cubuk et al. 2020, as torchvision and timm implement it).
 RANDAUGMENT_OPS = ('Identity', 'AutoContrast', 'Equalize', 'Rotate', 'Solarize', 'Color', 'Posterize',
                    'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
+# Classification's part of the searched arms' arguments, as in the planted-harm harness: DDAS's and DAAS's
+# learning rates are those of the shipped Fashion-MNIST search config (configs/cls/wrn_fashion_mnist_ddas.py);
+# the look-ahead updates once per 50-step round.
+_SEARCH_ARGS = {
+    'ddas': dict(lr_alpha=0.03, lr_beta=0.006),
+    'ddas_lookahead': dict(lookahead_steps=50, lookahead_val_batches=16),
+    'daas': dict(lr_alpha=0.03, lr_beta=0.006),
+}
 
 
 def _searchers() -> Dict[str, dict]:
-    """The planted-harm harness's searcher settings (DDAS's and DAAS's learning rates are those of the
-    shipped Fashion-MNIST search config; the look-ahead's as in that study)."""
-    return {k: v for k, v in Setting().searchers.items() if k in ('ddas', 'ddas_lookahead', 'dada', 'daas')}
+    """The searched arms' ``dict(name=searcher, cfg=its arguments)``, for :func:`search`."""
+    specs = {}
+    for arm in SEARCHED_ARMS:
+        name, cfg = get_arm(arm).searcher_cfg(**_SEARCH_ARGS.get(arm, {}))
+        specs[arm] = dict(name=name, cfg=cfg)
+    return specs
 
 
 @dataclass
@@ -187,17 +202,20 @@ def uniform_policy(space: str, apply_prob: float, ops_per_policy: int) -> Policy
 
 def baseline_policy(arm: str, setting: CompareSetting) -> Optional[Policy]:
     """The policy of a baseline arm (``None`` for ``'none'``)."""
-    if arm == 'none':
-        return None
-    if arm == 'handpicked':
-        return handpicked_policy()
-    if arm == 'randaugment':
-        return RandAugmentPolicy(setting.randaugment_num_ops, setting.randaugment_magnitude, setting.randaugment_bins)
-    if arm == 'trivialaugment':
-        return build_policy(dict(name='trivialaugment', space=setting.space))
-    if arm == 'uniform':
-        return uniform_policy(setting.space, setting.uniform_apply_prob, setting.uniform_ops_per_policy)
-    raise ValueError(f'arm={arm!r} is not a baseline arm: expected one of {BASELINE_ARMS}')
+    if arm not in BASELINE_ARMS:
+        raise ValueError(f'arm={arm!r} is not a baseline arm: expected one of {BASELINE_ARMS}')
+    return _BASELINES[arm](setting)
+
+
+_BASELINES: Dict[str, Callable[[CompareSetting], Optional[Policy]]] = {
+    'none': lambda setting: None,
+    'handpicked': lambda setting: handpicked_policy(),
+    'randaugment': lambda setting: RandAugmentPolicy(setting.randaugment_num_ops, setting.randaugment_magnitude,
+                                                     setting.randaugment_bins),
+    'trivialaugment': lambda setting: build_policy(dict(name='trivialaugment', space=setting.space)),
+    'uniform': lambda setting: uniform_policy(setting.space, setting.uniform_apply_prob,
+                                              setting.uniform_ops_per_policy),
+}
 
 
 # ----------------------------------------------------------------------------- applying and training

@@ -4,7 +4,8 @@ Every arm trains the same detector (default the slim CenterNet ``configs/digits/
 the regime of docs/results.md "Sizing", where augmentation matters) on the same embedded digits
 data, at the same image scale, for the same epochs and seeds, and is evaluated with mmdet's
 ``CocoMetric`` (bbox mAP and mAP_50) on the TEST split (``test.json``). Only the augmentation
-inserted after ``Resize`` in the training pipeline differs (:func:`augmentation`):
+inserted after ``Resize`` in the training pipeline differs (:func:`augmentation`; what each arm is, and
+its searcher: :mod:`det_autoaug.evaluation.arms`; what it inserts here):
 
 - ``none``: no augmentation.
 - ``handpicked``: a sensible augmentation without search, scale and translation jitter
@@ -48,8 +49,8 @@ the lr. No validation during training; no checkpoints.
 
 The loop over seeds and arms is :func:`det_autoaug.evaluation.compare_det_run.run_comparison`; the
 table, summary and plot :mod:`det_autoaug.evaluation.compare_det_report`; the command line
-``tools/compare_det.py``. The detection planted-harm harness (``tools/planted_harm_det.py``) trains
-and searches with the same functions.
+``tools/compare_det.py``. The detection planted-harm harness (:mod:`det_autoaug.evaluation.planted_harm_det`)
+trains and searches with the same functions.
 """
 from __future__ import annotations
 
@@ -59,27 +60,38 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .arms import RANDOM, SEARCHED, get_arm, task_arms
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits.py'
 DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
-ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
-        'ddas_lookahead', 'dada', 'daas')
+#: The detection comparison's arms, in its order (rows of :data:`det_autoaug.evaluation.arms.ARMS`).
+ARMS = task_arms('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas',
+                 'ddas_paper', 'ddas_lookahead', 'dada', 'daas')
 # The hand-picked arm: scale and translation jitter plus colour jitter with mmdet's own transforms
 # (as configs/digits/centernet_slim_digits_handpicked.py); degenerate boxes are dropped after.
 HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_ratio=0.1,
                    scaling_ratio_range=(0.75, 1.25), max_shear_degree=0.0, border=(0, 0),
                    border_val=(114, 114, 114)),
               dict(type='PhotoMetricDistortion'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
-# Searched arms: (searcher name, its arguments on top of the search config's)
-SEARCHED_ARMS = {
-    'ddas': ('ddas', {}),
-    'ddas_paper': ('ddas', dict(estimator='paper')),
-    # one policy update per 25-step round: a larger Adam step; single-entry policies
-    'ddas_lookahead': ('ddas', dict(signal='lookahead', lookahead_steps=25, lookahead_val_batches=4,
-                                    ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
-    'dada': ('dada', {}),
-    'daas': ('daas', {}),
+# What the arms without a policy file insert. RandAugment: mmdet's defaults (RANDAUG_SPACE, aug_num=2,
+# uniform prob); its geometric ops leave degenerate boxes behind, which FilterAnnotations drops (an
+# image left without boxes is replaced by the dataset with another one).
+_PIPELINES = {
+    'none': [],
+    'handpicked': HANDPICKED,
+    'randaugment': [dict(type='RandAugment'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))],
+    'trivialaugment': [dict(type='PolicyAugment', policy='trivialaugment')],
+    'autoaug_v0': [dict(type='PolicyAugment', policy='autoaug_det_v0')],
 }
+#: The arms trained with a policy file: the random control (written by :func:`write_uniform_policy`) and
+#: the searched arms (written by their search).
+POLICY_FILE_KINDS = (RANDOM, SEARCHED)
+# Detection's part of the searched arms' arguments: one look-ahead policy update per 25-step round.
+_SEARCH_ARGS = {'ddas_lookahead': dict(lookahead_steps=25, lookahead_val_batches=4)}
+#: Searched arms: (searcher name, its arguments on top of the search config's).
+SEARCHED_ARMS = {name: get_arm(name).searcher_cfg(**_SEARCH_ARGS.get(name, {}))
+                 for name in ARMS if get_arm(name).kind == SEARCHED}
 SEARCH_SPACE = 'det_default'
 INIT_APPLY_PROB = 0.35
 QUICK_SIZES = {'train': 24, 'val': 4, 'test': 4}
@@ -119,24 +131,13 @@ def augmentation(arm: str, policy_path: Optional[str]) -> List[dict]:
     Raises:
         ValueError: an unknown arm, or an arm that needs a policy file without one.
     """
-    if arm == 'none':
-        return []
-    if arm == 'randaugment':
-        # mmdet's defaults (RANDAUG_SPACE, aug_num=2, uniform prob); its geometric ops leave
-        # degenerate boxes behind, which FilterAnnotations drops (an image left without boxes
-        # is replaced by the dataset with another one).
-        return [dict(type='RandAugment'), dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1))]
-    if arm == 'handpicked':
-        return [dict(t) for t in HANDPICKED]
-    if arm == 'trivialaugment':
-        return [dict(type='PolicyAugment', policy='trivialaugment')]
-    if arm == 'autoaug_v0':
-        return [dict(type='PolicyAugment', policy='autoaug_det_v0')]
-    if arm == 'uniform' or arm in SEARCHED_ARMS:
+    if arm not in ARMS:
+        raise ValueError(f'unknown arm {arm!r}, expected one of {ARMS}')
+    if get_arm(arm).kind in POLICY_FILE_KINDS:
         if policy_path is None:
             raise ValueError(f'arm {arm!r} needs a policy file')
         return [dict(type='PolicyAugment', policy=policy_path)]
-    raise ValueError(f'unknown arm {arm!r}, expected one of {ARMS}')
+    return [dict(t) for t in _PIPELINES[arm]]
 
 
 def configure_run(cfg, *, data_root: str, scale: int, epochs: int, seed: int, work_dir: Path, num_workers: int,
