@@ -69,7 +69,7 @@ _torch('Invert', tc.invert)
 
 @register_kernel('Invert', 'cv2')
 def _invert(img, boxes, m, params):
-    return ((255 - img) if m > 0 else img.copy()), None
+    return (cv2.bitwise_not(img).reshape(img.shape) if m > 0 else img.copy()), None
 
 
 _torch('Blur', tc.blur)

@@ -142,8 +142,9 @@ def need_params(params: Optional[OpParams], op: str) -> OpParams:
     return params
 
 
+# tolist() rather than indexing: one call instead of a torch indexing op per number (~1 us each).
 def sign_of(params: Optional[OpParams], op: str) -> float:
-    return float(need_params(params, op).sign[0])
+    return float(need_params(params, op).sign.tolist()[0])
 
 
 def center_of(params: Optional[OpParams], op: str) -> Tuple[float, float]:
@@ -151,7 +152,8 @@ def center_of(params: Optional[OpParams], op: str) -> Tuple[float, float]:
     if tuple(center.shape) != (1, 2):
         raise ValueError(f'op {op!r} needs params.center of shape (1, 2), got {tuple(center.shape)}: '
                          f'sample the params for {op!r}')
-    return float(center[0, 0]), float(center[0, 1])
+    (fx, fy), = center.tolist()
+    return float(fx), float(fy)
 
 
 def solarize_table(m: float) -> np.ndarray:
