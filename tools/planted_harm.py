@@ -14,26 +14,14 @@ and adds the searchers named by ``--searchers``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from det_autoaug.evaluation.planted_harm import (  # noqa: E402
-    Setting,
-    ground_truth,
-    load_data,
-    planted_space,
-    quick_setting,
-    run_search,
-    run_tasks,
-    summarise,
-)
-from det_autoaug.utils.json_file import write_json_atomic  # noqa: E402
+from det_autoaug.evaluation.planted_harm import Setting, quick_setting  # noqa: E402
+from det_autoaug.evaluation.planted_harm_run import print_tables, run_harness  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -58,61 +46,10 @@ def main(argv=None) -> int:
             parser.error(f'unknown searchers {unknown}: expected some of {sorted(setting.searchers)}')
         setting.searchers = {k: v for k, v in setting.searchers.items() if k in args.searchers}
     work_dir = Path(args.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    out_file = work_dir / 'results.json'
-    entries = planted_space()
-    labels = [e.label for e in entries]
-    data = load_data(setting)
-    results = dict(setting=dataclasses.asdict(setting), space=labels)
-    searches, nulls = {}, {}
-    if args.resume and out_file.is_file():
-        previous = json.loads(out_file.read_text())
-        results['ground_truth'] = previous['ground_truth']
-        searches, nulls = previous.get('searches', {}), previous.get('nulls', {})
-        results['setting']['searchers'] = dict(previous['setting']['searchers'], **results['setting']['searchers'])
-    else:
-        print('# ground truth (test accuracy, effect against none, paired by seed)')
-        results['ground_truth'] = ground_truth(setting, data, entries, jobs=args.jobs)
-    write_json_atomic(out_file, results, 'planted-harm results', 'results')
-    for name, spec in setting.searchers.items():
-        # every searcher has its shuffled-reward null (make_null)
-        tasks = [(setting, data, entries, spec, s, null) for null, seeds in ((False, setting.seeds),
-                                                                             (True, setting.null_seeds)) for s in seeds]
-        runs = run_tasks(run_search, tasks, args.jobs)
-        searches[name], nulls[name] = runs[:len(setting.seeds)], runs[len(setting.seeds):]
-        results.update(searches=searches, nulls=nulls)
-        write_json_atomic(out_file, results, 'planted-harm results', 'results')
-        print(f'{name}: done ({sum(r["seconds"] for r in runs):.0f} s of search and null runs)', flush=True)
-    results['summary'] = summarise(results['ground_truth'], searches, nulls, labels)
-    write_json_atomic(out_file, results, 'planted-harm results', 'results')
-    print_tables(results, labels)
-    print(f'wrote {out_file}')
+    results = run_harness(setting, work_dir, jobs=args.jobs, resume=args.resume)
+    print_tables(results, results['space'])
+    print(f'wrote {work_dir / "results.json"}')
     return 0
-
-
-def print_tables(results: dict, labels) -> None:
-    gt, summary = results['ground_truth'], results['summary']
-    print('\n| entry | test acc (mean over seeds) | effect vs none | se | class |')
-    print('|---|---|---|---|---|')
-    print(f'| none | {np.mean(gt["none"]):.4f} | | | |')
-    for r in gt['entries']:
-        se = r['se'] if r['se'] is None else round(r['se'], 4)
-        print(f'| {r["entry"]} | {np.mean(r["acc"]):.4f} | {r["effect"]:+.4f} | {se} | {r["class"]} |')
-    print(f'\nharmful: {summary["harmful"]} (uniform share {summary["uniform_harmful"]:.3f}); '
-          f'helpful: {summary["helpful"]} (uniform share {summary["uniform_helpful"]:.3f})')
-    print('\n| searcher | harmful mass per seed | helpful mass per seed | null harmful mass | null 5th pct | '
-          'seeds below it |')
-    print('|---|---|---|---|---|---|')
-    for name, row in summary['searchers'].items():
-        fmt = lambda xs: ', '.join(f'{x:.3f}' for x in xs)  # noqa: E731
-        null = fmt(row['null_harmful_mass']) if 'null_harmful_mass' in row else 'n/a'
-        p05 = f'{row["null_p05"]:.3f}' if 'null_p05' in row else 'n/a'
-        sep = f'{row["separated"]}/{len(row["harmful_mass"])}' if 'separated' in row else 'n/a'
-        print(f'| {name} | {fmt(row["harmful_mass"])} | {fmt(row["helpful_mass"])} | {null} | {p05} | {sep} |')
-    print('\nfinal p per entry (mean over seeds):')
-    for name, runs in results['searches'].items():
-        mean = np.mean([r['probs'] for r in runs], axis=0)
-        print(f'  {name}: ' + ', '.join(f'{lab}={p:.3f}' for lab, p in zip(labels, mean)))
 
 
 if __name__ == '__main__':
