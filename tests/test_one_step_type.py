@@ -36,11 +36,12 @@ def test_entries_and_sub_policy_ops_convert_to_steps():
 def test_the_search_copies_take_steps_and_the_former_tuples_alike():
     batch = dict(inputs=_images(4))
     chain = [('Rotate', 15.0), ('Cutout', 0.3), ('Color', 0.5)]
-    a = augment_batch(batch, chain, torch.Generator().manual_seed(1), bgr=False)['inputs']
-    b = augment_batch(batch, [ChainStep(op, m) for op, m in chain], torch.Generator().manual_seed(1),
-                      bgr=False)['inputs']
-    assert torch.equal(a, b) and not torch.equal(a, batch['inputs'])
-    # the same draws as the one applier with one batch draw per op and no run draws
+    for backend in ('auto', 'torch'):  # on the CPU 'auto' is the cv2 route (tests/test_copies_cv2.py)
+        a = augment_batch(batch, chain, torch.Generator().manual_seed(1), bgr=False, backend=backend)['inputs']
+        b = augment_batch(batch, [ChainStep(op, m) for op, m in chain], torch.Generator().manual_seed(1),
+                          bgr=False, backend=backend)['inputs']
+        assert torch.equal(a, b) and not torch.equal(a, batch['inputs'])
+    # the torch route: the same draws as the one applier with one batch draw per op and no run draws
     direct, _, _ = apply_chains_torch(batch['inputs'], None, [[ChainStep(op, m) for op, m in chain]] * 4,
                                       torch.Generator().manual_seed(1), draws='per_op', draw_runs=False)
     assert torch.equal(a, direct)

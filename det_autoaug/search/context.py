@@ -53,7 +53,9 @@ class SearchContext:
     (:class:`FlatGradBuffers`), ``device``, ``aug_gen`` (rank-specific augmentation generator),
     ``policy_gen`` (identical on every rank), ``bgr_inputs``, ``filter_kwargs``, ``model`` (the
     unwrapped model: no DDP wrapper) and ``optimizer`` (its torch optimiser; ``None`` when the
-    context has none).
+    context has none). ``copy_backend`` is the route of the hard copies of :meth:`augment`
+    (``'auto'``: cv2 on the CPU, torch on CUDA; ``'torch'`` or ``'cv2'`` to force one, for
+    benchmarks; see :mod:`det_autoaug.search.batch_augment`).
     """
 
     params: List[torch.nn.Parameter]
@@ -65,6 +67,7 @@ class SearchContext:
     filter_kwargs: Dict[str, float]
     model: torch.nn.Module
     optimizer: Optional[torch.optim.Optimizer] = None
+    copy_backend: str = 'auto'
 
     # -- model-specific (implemented by the context) ----------------------------------------
     def forward_loss(self, batch: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -159,7 +162,8 @@ class SearchContext:
         """A copy of ``batch`` with every image augmented by ``chain`` (hard: uint8, as a dataloader
         yields it; random parameters from the augmentation generator)."""
         with self.phase('augmentation'):
-            return augment_batch(batch, chain, self.aug_gen, self.device, self.bgr_inputs, **self.filter_kwargs)
+            return augment_batch(batch, chain, self.aug_gen, self.device, self.bgr_inputs, backend=self.copy_backend,
+                                 **self.filter_kwargs)
 
     def draw_seed(self) -> int:
         """A seed drawn from the augmentation generator (replay a differentiable augmentation)."""
