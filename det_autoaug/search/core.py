@@ -52,14 +52,9 @@ class DDASPolicy(CategoricalPolicy):
     with DDAS's update (:meth:`update`, :meth:`policy_gradient`, :meth:`model_grad_coefficients`).
 
     Args:
-        num_entries: N, the number of search-space entries, >= 1.
-        num_policies: K, policies proposed per step by default (official: 3), >= 1.
-        ops_per_policy: entries per policy, drawn with replacement (official: 2), >= 1.
-        init_tp: initial ``s = sigmoid(beta)``, in (0, 1) (official: 0.35).
-        lr_alpha: Adam learning rate of ``alpha`` (CIFAR 0.005, ImageNet 0.003), > 0.
-        lr_beta: Adam learning rate of ``beta`` (0.001), > 0.
-        explore_ratio: probability that a proposed policy is drawn uniformly instead of from
-            ``p``, in [0, 1]; 1 (default) gives uniform proposals, as in the official runs.
+        num_entries, num_policies, ops_per_policy, init_tp, lr_alpha, lr_beta, explore_ratio, dtype,
+            device: as :class:`~det_autoaug.search.categorical.CategoricalPolicy` (whose
+            ``searcher_name`` is ``'ddas'`` here).
         estimator: ``'centred'`` (default) or ``'paper'``: how ``alpha``'s gradient uses the
             rewards (see :meth:`policy_gradient`). ``'paper'`` is the published update.
         normalise_rewards: divide the policy loss by ``n = sum_k |r_k| + EPS`` (default, as
@@ -67,8 +62,6 @@ class DDASPolicy(CategoricalPolicy):
             keeps the rewards' scale, so Adam moves the policy less on steps whose rewards are
             small against earlier ones (the look-ahead signal,
             :mod:`det_autoaug.search.lookahead`).
-        dtype: floating dtype of ``alpha``/``beta`` (float32; float64 for exactness tests).
-        device: where ``alpha``/``beta`` live (CPU by default; see :meth:`to`).
     """
 
     def __init__(self, num_entries: int, num_policies: int = 3, ops_per_policy: int = 2,
