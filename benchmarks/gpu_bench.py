@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from det_autoaug.ops import OPS, apply_op, get_space, sample_params  # noqa: E402
 from det_autoaug.policy.policy import apply_chains_torch, build_policy, run_chain_np  # noqa: E402
+from det_autoaug.policy.step import ChainStep, as_chain  # noqa: E402
 from det_autoaug.search.searchers import DDASSearcher, TorchSearchContext  # noqa: E402
 
 from bench_ops import single_threaded  # noqa: E402  (torch and cv2 on one thread, as a dataloader worker)
@@ -155,16 +156,16 @@ class DetectionContext(TorchSearchContext):
         losses = self.model(list(batch['inputs'] / 255.0), batch['targets'])
         return sum(losses.values()), {k: v.detach() for k, v in losses.items()}
 
-    def augment(self, batch: dict, chain: Sequence[Tuple[str, float]]) -> dict:
+    def augment(self, batch: dict, chain: Sequence[ChainStep]) -> dict:
         with self.phase('augmentation'):
             images = batch['inputs']
             boxes = [t['boxes'] for t in batch['targets']]
             labels = [t['labels'] for t in batch['targets']]
             height, width = images.shape[-2:]
-            for op, magnitude in chain:
-                params = sample_params(op, len(images), height, width, boxes, generator=self.aug_gen,
+            for step in as_chain(chain):
+                params = sample_params(step.op, len(images), height, width, boxes, generator=self.aug_gen,
                                        device=images.device)
-                result = apply_op(op, images, boxes, float(magnitude), params, **self.filter_kwargs)
+                result = apply_op(step.op, images, boxes, float(step.magnitude), params, **self.filter_kwargs)
                 images, boxes = result.images, result.boxes
                 labels = [lab[keep] for lab, keep in zip(labels, result.keep)]
             return dict(inputs=images, targets=[dict(boxes=b, labels=lab) for b, lab in zip(boxes, labels)])
