@@ -257,3 +257,23 @@ def test_search_runs_under_mixed_precision_autocast(digits, tmp_path):
     assert hook.search_steps > 0
     assert torch.isfinite(hook.policy.alpha).all() and torch.isfinite(hook.policy.beta).all()
     assert max(hook.policy.probs().tolist()) > min(hook.policy.probs().tolist()), 'the policy never moved'
+
+
+def test_copy_backend_reaches_the_context_and_bad_values_are_named(digits, tmp_path, monkeypatch):
+    import det_autoaug.search.context as context_module
+
+    routes = []
+    original = context_module.augment_batch
+
+    def spy(*args, **kwargs):
+        routes.append(kwargs.get('backend'))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(context_module, 'augment_batch', spy)
+    cfg = search_runner_cfg(digits, tmp_path, max_epochs=1, hook=dict(copy_backend='torch'))
+    runner = Runner.from_cfg(_cfg(cfg))
+    runner.train()
+    assert _search_hook(runner).context.copy_backend == 'torch'
+    assert routes and set(routes) == {'torch'}
+    with pytest.raises(ValueError, match="copy_backend='gpu'"):
+        PolicySearchHook(copy_backend='gpu')

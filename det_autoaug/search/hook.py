@@ -50,6 +50,7 @@ from mmengine.registry import HOOKS
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE
 from ..ops.spaces import get_space
 from ..utils.checkpoint import enable_safe_resume
+from .batch_augment import COPY_BACKENDS
 from .runner_context import RANDOM_TRANSFORM_PREFIXES, RunnerSearchContext, default_val_pipeline, validation_dataset
 from .searchers import SEARCHERS, Searcher, build_searcher
 
@@ -86,6 +87,9 @@ class PolicySearchHook(Hook):
         log_top: number of most probable entries logged.
         min_size: box drop rule for the augmented copies (px).
         min_visible: box drop rule for the augmented copies (visible fraction).
+        copy_backend: route of the hard augmented copies (:mod:`det_autoaug.search.batch_augment`):
+            ``'auto'`` (cv2 for uint8 images on the CPU, else torch), ``'torch'`` (what searches
+            ran before the cv2 route: reproduces their seeded numbers) or ``'cv2'``.
     """
 
     priority = 'NORMAL'
@@ -95,8 +99,12 @@ class PolicySearchHook(Hook):
                  val_pipeline: Optional[List[dict]] = None, val_batch_size: Optional[int] = None,
                  policy_file: str = 'policy.json', plot_file: str = 'policy_probs.png',
                  snapshot_interval: Union[str, int] = 'epoch', seed: Optional[int] = None, bgr_inputs: bool = True,
-                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE) -> None:
+                 log_top: int = 5, min_size: float = MIN_SIZE, min_visible: float = MIN_VISIBLE,
+                 copy_backend: str = 'auto') -> None:
         self.entries = get_space(space)
+        if copy_backend not in COPY_BACKENDS:
+            raise ValueError(f'copy_backend={copy_backend!r}: expected one of {COPY_BACKENDS}')
+        self.copy_backend = copy_backend
         if val_dataloader is None and not 0.0 < float(val_fraction) < 1.0:
             raise ValueError(f'val_fraction={val_fraction!r}: expected a number in (0, 1), or a val_dataloader')
         if val_dataloader is not None and not isinstance(val_dataloader, dict):
@@ -180,6 +188,7 @@ class PolicySearchHook(Hook):
         self.context = RunnerSearchContext(
             runner.model, optim_wrapper, val_dataset, self.val_batch_size, self.seed, self.searcher.num_grad_slots,
             bgr_inputs=self.bgr_inputs, filter_kwargs=self.filter_kwargs, phase_seconds=self.phase_seconds)
+        self.context.copy_backend = self.copy_backend
         self.searcher.setup(self.context)
         self._original_train_step = runner.model.train_step
         runner.model.train_step = self.search_step
