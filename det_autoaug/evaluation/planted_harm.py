@@ -74,6 +74,10 @@ class Setting:
         # one update per 50-step round (16 in 800 steps): a larger Adam step; single-entry policies
         'ddas_lookahead': dict(name='ddas', cfg=dict(signal='lookahead', lookahead_steps=50, lookahead_val_batches=16,
                                                      ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
+        # the same with 6 proposals per round: a less noisy update per round, for 7/4 of the branch steps
+        'ddas_lookahead_k6': dict(name='ddas', cfg=dict(signal='lookahead', lookahead_steps=50,
+                                                        lookahead_val_batches=16, ops_per_policy=1, lr_alpha=0.2,
+                                                        lr_beta=0.04, num_policies=6)),
         'daas': dict(name='daas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
         'dada': dict(name='dada', cfg=dict()),
     })
