@@ -40,7 +40,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 if str(CHECKOUT) not in sys.path:
     sys.path.insert(0, str(CHECKOUT))  # run from a checkout without installing the package
 
-from det_autoaug.evaluation.planted_harm_det import SEARCHERS, run_harness  # noqa: E402
+from det_autoaug.evaluation.planted_harm_det import DEFAULT_SEARCHERS, SEARCHERS, run_harness  # noqa: E402
 from det_autoaug.utils.device import select_device  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/planted_harm_det')
     parser.add_argument('--quick', action='store_true', help='tiny sizes for the test suite')
     parser.add_argument('--data', default=None, help='dataset folder (default: work_dir/data; quick: a temporary one)')
-    parser.add_argument('--searchers', nargs='+', default=list(SEARCHERS), choices=list(SEARCHERS))
+    parser.add_argument('--searchers', nargs='+', default=list(DEFAULT_SEARCHERS), choices=list(SEARCHERS))
     parser.add_argument('--gt-prob', type=float, default=0.5,
                         help='probability that a ground-truth run augments an image (default 0.5)')
     parser.add_argument('--search-epochs', type=int, default=None,
