@@ -223,7 +223,7 @@ def apply_chains_torch(images: Tensor, boxes: Optional[Sequence[Tensor]], chains
     elif draws == 'per_op':
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"draws='per_op' takes one torch.Generator, got {type(generator).__name__}")
-        draw = _draw_per_op(generator, draw_runs, height, width)
+        draw = draw_per_op(generator, draw_runs, height, width)
     else:
         raise ValueError(f"draws={draws!r} is invalid: expected 'per_image' or 'per_op'")
     out = images if images.requires_grad else images.clone()
@@ -285,8 +285,10 @@ def _draw_per_image(generator: GeneratorOrList, batch: int, draw_runs: bool, hei
     return draw
 
 
-def _draw_per_op(generator: torch.Generator, draw_runs: bool, height: int, width: int) -> Draw:
-    """The :data:`Draw` of ``draws='per_op'``: the group's run decisions in one draw, then its parameters."""
+def draw_per_op(generator: torch.Generator, draw_runs: bool, height: int, width: int) -> Draw:
+    """The :data:`Draw` of ``draws='per_op'``: the group's run decisions in one draw, then its parameters
+    (also the draw of the search's cv2 copies, :mod:`det_autoaug.search.batch_augment`, so that both
+    routes draw alike)."""
     def draw(spec: OpSpec, members: Members, boxes: List[Tensor]) -> Tuple[Members, Optional[OpParams]]:
         if draw_runs and not spec.bbox_only:
             runs = (torch.rand(len(members), generator=generator, dtype=torch.float64)

@@ -50,11 +50,10 @@ from torch import Tensor
 
 from ..ops.boxes import MIN_SIZE, MIN_VISIBLE, clip_and_filter_np, project_boxes_np
 from ..ops.cv2_ops import apply_op_np
-from ..ops.params import sample_params
 from ..ops.table import get_op
 from ..ops.torch_geometric import geometric_matrix
 from ..policy.adapters import gather_instance_boxes, scatter_instance_boxes
-from ..policy.apply import apply_chains_torch
+from ..policy.apply import apply_chains_torch, draw_per_op
 from ..policy.step import ChainStep, as_chain
 
 #: The values of ``augment_batch(backend=...)``.
@@ -190,11 +189,10 @@ def _copies_cv2(images: List[Tensor], boxes: List[Tensor], steps: Sequence[Chain
     arrays = [img.permute(1, 2, 0).numpy()[..., ::-1] if flip else img.permute(1, 2, 0).numpy() for img in images]
     box_arrays = [b.numpy() for b in boxes]
     keeps = [np.ones(len(b), dtype=bool) for b in box_arrays]
+    draw = draw_per_op(generator, False, height, width)   # the torch route's draw (module doc)
     for step in steps:
         spec = get_op(step.op)
-        box_prob = step.prob / 3.0 if spec.bbox_only else 1.0 / 3.0
-        params = sample_params(spec, len(arrays), height, width, [torch.from_numpy(b) for b in box_arrays],
-                               generator=generator, box_prob=box_prob, device='cpu')
+        _, params = draw(spec, [(j, step) for j in range(len(arrays))], [torch.from_numpy(b) for b in box_arrays])
         if spec.moves_boxes:  # the torch route's float32 matrices, for its boxes bit for bit (module doc)
             magnitudes = torch.full((len(arrays),), float(step.magnitude), dtype=torch.float32)
             matrices = geometric_matrix(spec.name, magnitudes, params.sign.to(torch.float32), height, width).numpy()
