@@ -16,10 +16,13 @@ from det_autoaug.evaluation.compare_det_report import summarise
 from det_helpers import ROOT
 
 ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
-        'ddas_lookahead', 'dada', 'daas')
-SEARCHER = {'ddas_paper': 'ddas', 'ddas_lookahead': 'ddas'}  # arm -> searcher written in its policy file
+        'ddas_lookahead', 'ddas_lookahead_k6', 'dada', 'daas', 'daas_lookahead')
+# arm -> searcher written in its policy file
+SEARCHER = {'ddas_paper': 'ddas', 'ddas_lookahead': 'ddas', 'ddas_lookahead_k6': 'ddas', 'daas_lookahead': 'daas'}
 # K = 3 in the digits search config; DAAS paired: 3; the look-ahead: 1 per step plus its rounds (below)
-PASSES_PER_STEP = {'ddas': 3 + 2, 'ddas_paper': 3 + 2, 'ddas_lookahead': 1, 'dada': 4, 'daas': 3}
+PASSES_PER_STEP = {'ddas': 3 + 2, 'ddas_paper': 3 + 2, 'ddas_lookahead': 1, 'ddas_lookahead_k6': 1, 'dada': 4,
+                   'daas': 3, 'daas_lookahead': 1}
+LOOKAHEAD_POLICIES = {'ddas_lookahead': 3, 'ddas_lookahead_k6': 6, 'daas_lookahead': 6}  # K per round
 
 
 @pytest.fixture(scope='module')
@@ -55,14 +58,14 @@ def test_quick_writes_table_json_and_plot(quick: Path) -> None:
 def test_quick_search_cost_and_policies(quick: Path) -> None:
     doc = json.loads((quick / 'results.json').read_text())
     searches = {s['searcher']: s for s in doc['searches']}
-    assert sorted(searches) == sorted(PASSES_PER_STEP) and len(doc['searches']) == 5
+    assert sorted(searches) == sorted(PASSES_PER_STEP) and len(doc['searches']) == len(PASSES_PER_STEP)
     runs = {r['arm']: r for r in doc['runs']}
     for name, search in searches.items():
         assert search['search_steps'] > 0
         # counted by the hook, so a searcher that skipped a pass would show here
         rounds = 0
-        if name == 'ddas_lookahead':  # --quick: rounds of 2 steps, (K + 1) branches x (2 steps + 1 val forward)
-            rounds = search['search_steps'] // 2 * (3 + 1) * (2 + 1)
+        if name in LOOKAHEAD_POLICIES:  # --quick: rounds of 2 steps, (K + 1) branches x (2 steps + 1 val forward)
+            rounds = search['search_steps'] // 2 * (LOOKAHEAD_POLICIES[name] + 1) * (2 + 1)
             assert rounds > 0
         assert search['model_passes'] == search['search_steps'] * PASSES_PER_STEP[name] + rounds, name
         assert search['wall_seconds'] >= search['search_seconds'] > 0

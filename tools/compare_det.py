@@ -10,7 +10,8 @@ the training pipeline differs. The arms (what each inserts: ``det_autoaug/evalua
 ``none``, ``handpicked`` (mmdet's RandomAffine jitter and PhotoMetricDistortion), ``randaugment``
 (mmdet's), ``trivialaugment``, ``autoaug_v0`` (the published detection policy), ``uniform`` (uniform
 p over the search space, with the DDAS policy's final s of the same seed) and the searched ones,
-``ddas``, ``ddas_paper``, ``ddas_lookahead``, ``dada``, ``daas``: a ``PolicySearchHook`` search per
+``ddas``, ``ddas_paper``, ``ddas_lookahead``, ``ddas_lookahead_k6``, ``dada``, ``daas``, ``daas_lookahead``
+(det_autoaug/evaluation/arms.py says what each is): a ``PolicySearchHook`` search per
 seed (the search config, default ``configs/digits/centernet_slim_digits_ddas.py``, for
 ``--search-epochs`` epochs; ``--search-once``: seed 0 only), whose policy file the arm trains with.
 
@@ -30,7 +31,7 @@ a killed run keeps what it finished; ``--resume`` skips the runs already in it),
 per-seed dots).
 
 Modes:
-    --quick: 24/4/4 images of 48 px in a temporary folder, 1 epoch, seed 0, all nine arms, a
+    --quick: 24/4/4 images of 48 px in a temporary folder, 1 epoch, seed 0, all 13 arms, a
         1-epoch search (3 search steps), one torch thread. Sized for the test suite: 39 s on the
         busy 2-core development machine.
     full (default): 1500/100/300 images (train/val/test; val is unused: the search holds out
@@ -38,7 +39,7 @@ Modes:
         ``work_dir/data``, Resize scale 96, 24 epochs (4,500 iterations of batch 8), seeds 0 1 2,
         a 2-epoch search per seed (``--search-once``: seed 0 only). One slim CenterNet training
         run took 260-330 s on one core of the 2-core development machine with ``--threads 1``
-        (docs/results.md, "Sizing"): nine arms x 3 seeds is about 2.5 hours on one core. The
+        (docs/results.md, "Sizing"): 13 arms x 3 seeds is about 4 hours on one core. The
         earlier RetinaNet comparison (docs/results.md, "Detection") used
         ``configs/digits/retinanet_slim_digits.py``, 1000 images, scale 80 and 6 epochs.
 

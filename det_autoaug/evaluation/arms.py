@@ -110,10 +110,20 @@ _ROWS = (
         'round of steps', searcher='ddas',
         searcher_args=dict(signal='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
                            ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
+    # the same with 6 proposals per round: a less noisy update per round (docs/results.md, planted harm)
+    Arm('ddas_lookahead_k6', SEARCHED, 'DDAS with the look-ahead signal and 6 proposals per round',
+        searcher='ddas',
+        searcher_args=dict(signal='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
+                           ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04, num_policies=6)),
     Arm('dada', SEARCHED, 'DADA (Li et al., 2020): sub-policies learned by a differentiable relaxation',
         searcher='dada'),
     Arm('daas', SEARCHED, "DAAS (Wang et al., 2021): REINFORCE on the validation loss's improvement, DDAS's "
         'policy', searcher='daas'),
+    # as ddas_lookahead_k6, with DAAS's on-policy REINFORCE update
+    Arm('daas_lookahead', SEARCHED, 'DAAS with the look-ahead reward: 6 policies drawn from p per round, '
+        'REINFORCE with a leave-one-out baseline', searcher='daas',
+        searcher_args=dict(reward='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
+                           ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04, lookahead_policies=6)),
 )
 #: name -> :class:`Arm`, in the order the detection comparison runs them.
 ARMS: Mapping[str, Arm] = MappingProxyType({arm.name: arm for arm in _ROWS})

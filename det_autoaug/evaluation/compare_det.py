@@ -32,7 +32,9 @@ its searcher: :mod:`det_autoaug.evaluation.arms`; what it inserts here):
   persistent so that they see the current epoch).
 - ``ddas_paper``: as ``ddas`` with the published estimator (``searcher_cfg=dict(estimator='paper')``).
 - ``ddas_lookahead``: as ``ddas`` with the look-ahead signal (25-step rounds, single-entry
-  policies, ``lr_alpha`` 0.2: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`).
+  policies, ``lr_alpha`` 0.2: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`);
+  ``ddas_lookahead_k6`` the same with 6 proposals per round, ``daas_lookahead`` DAAS with the
+  look-ahead reward (6 on-policy proposals per round, otherwise as ``ddas_lookahead_k6``).
 - ``dada``, ``daas``: the same search config, hook and budget with the searcher DADA or DAAS (the
   hook's DDAS hyper-parameters that a searcher does not read are ignored), trained with their
   policy files the same way (DADA's holds sub-policies, each op with its own probability and
@@ -67,7 +69,7 @@ DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits.py'
 DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
 #: The detection comparison's arms, in its order (rows of :data:`det_autoaug.evaluation.arms.ARMS`).
 ARMS = task_arms('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas',
-                 'ddas_paper', 'ddas_lookahead', 'dada', 'daas')
+                 'ddas_paper', 'ddas_lookahead', 'ddas_lookahead_k6', 'dada', 'daas', 'daas_lookahead')
 # The hand-picked arm: scale and translation jitter plus colour jitter with mmdet's own transforms
 # (as configs/digits/centernet_slim_digits_handpicked.py); degenerate boxes are dropped after.
 HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_ratio=0.1,
@@ -88,7 +90,8 @@ _PIPELINES = {
 #: the searched arms (written by their search).
 POLICY_FILE_KINDS = (RANDOM, SEARCHED)
 # Detection's part of the searched arms' arguments: one look-ahead policy update per 25-step round.
-_SEARCH_ARGS = {'ddas_lookahead': dict(lookahead_steps=25, lookahead_val_batches=4)}
+_SEARCH_ARGS = {name: dict(lookahead_steps=25, lookahead_val_batches=4)
+                for name in ('ddas_lookahead', 'ddas_lookahead_k6', 'daas_lookahead')}
 #: Searched arms: (searcher name, its arguments on top of the search config's).
 SEARCHED_ARMS = {name: get_arm(name).searcher_cfg(**_SEARCH_ARGS.get(name, {}))
                  for name in ARMS if get_arm(name).kind == SEARCHED}
@@ -97,6 +100,11 @@ INIT_APPLY_PROB = 0.35
 QUICK_SIZES = {'train': 24, 'val': 4, 'test': 4}
 FULL_SIZES = {'train': 1500, 'val': 100, 'test': 300}
 METRICS = ('bbox_mAP', 'bbox_mAP_50')
+
+
+def uses_lookahead(searcher_cfg: Dict[str, Any]) -> bool:
+    """Whether a searcher's arguments select look-ahead rounds (DDAS's signal or DAAS's reward)."""
+    return searcher_cfg.get('signal') == 'lookahead' or searcher_cfg.get('reward') == 'lookahead'
 
 
 def set_data(cfg, data_root: str) -> None:
@@ -228,7 +236,7 @@ def run_search(config: str, *, searcher: str = 'ddas', data_root: str, scale: in
         raise SystemExit(f'--search-config {config} has no search hook (PolicySearchHook) in custom_hooks')
     name, searcher_cfg = SEARCHED_ARMS[searcher]
     searcher_cfg = dict(searcher_cfg)
-    if quick and searcher_cfg.get('signal') == 'lookahead':  # a few steps: rounds of 2 so that one completes
+    if quick and uses_lookahead(searcher_cfg):  # a few steps: rounds of 2 so that one completes
         searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
     set_hook_searcher(hooks[0], name, searcher_cfg)
     configure_run(cfg, data_root=data_root, scale=scale, epochs=epochs, seed=seed, work_dir=work_dir,

@@ -79,6 +79,10 @@ class Setting:
                                                         lookahead_val_batches=16, ops_per_policy=1, lr_alpha=0.2,
                                                         lr_beta=0.04, num_policies=6)),
         'daas': dict(name='daas', cfg=dict(lr_alpha=0.03, lr_beta=0.006)),
+        # DAAS with the look-ahead reward, else as ddas_lookahead_k6 (6 on-policy proposals per round)
+        'daas_lookahead': dict(name='daas', cfg=dict(reward='lookahead', lookahead_steps=50, lookahead_val_batches=16,
+                                                     ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04,
+                                                     lookahead_policies=6)),
         'dada': dict(name='dada', cfg=dict()),
     })
 
@@ -232,7 +236,15 @@ def paired_effects(none: Sequence[float], per_entry: Dict[str, Sequence[float]],
 
 
 def _shuffle_rewards(searcher, gen: torch.Generator) -> None:
-    """Permute each step's rewards across its proposals before the policy sees them (the null)."""
+    """Permute each step's rewards across its proposals before the policy sees them (the null):
+    DDAS's ``policy.update``, or DAAS's look-ahead ``update_lookahead``."""
+    if hasattr(searcher, 'update_lookahead'):
+        update_lookahead = searcher.update_lookahead
+
+        def shuffled_lookahead(proposal, rewards):
+            return update_lookahead(proposal, rewards[torch.randperm(len(rewards), generator=gen)])
+        searcher.update_lookahead = shuffled_lookahead
+        return
     policy = searcher.policy
     update = policy.update
 
@@ -265,7 +277,8 @@ def _shuffle_in_time(searcher, gen: torch.Generator, names: Sequence[str], windo
 def make_null(searcher, gen: torch.Generator, window: int = 50) -> str:
     """Turn ``searcher`` into its shuffled-reward null; returns which kind.
 
-    - ``'proposals'`` (DDAS, K >= 2 proposals a step): each step's K rewards permuted across its proposals.
+    - ``'proposals'`` (DDAS, K >= 2 proposals a step or round; DAAS's look-ahead, K >= 2 a round): each
+      update's K rewards permuted across its proposals.
     - ``'time'`` (DAAS: one policy a step, rewarded by its validation losses; DADA: one sub-policy a
       step, credited with the finite-difference derivative ``d`` and the magnitude gradient): the
       policy update receives those of a step drawn from the last ``window`` steps.

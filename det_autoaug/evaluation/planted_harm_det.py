@@ -42,9 +42,9 @@ from .planted_harm import entry_probs, make_null, paired_effects, summarise
 SPACE = 'det_planted'
 # name -> (searcher of PolicySearchHook, searcher_cfg on top of the search config's): the detection
 # comparison's searched arms (ddas: the shipped defaults of configs/_base_/ddas_search.py)
-SEARCHERS = {name: compare_det.SEARCHED_ARMS[name] for name in ('ddas_lookahead', 'ddas', 'daas', 'dada')}
-# the look-ahead with 6 proposals per round (a less noisy update per round; 5/5 beyond its null on Fashion-MNIST)
-SEARCHERS['ddas_lookahead_k6'] = (SEARCHERS['ddas_lookahead'][0], dict(SEARCHERS['ddas_lookahead'][1], num_policies=6))
+# (ddas_lookahead_k6: 6 proposals per round, a less noisy update per round; 5/5 beyond its null on Fashion-MNIST)
+SEARCHERS = {name: compare_det.SEARCHED_ARMS[name]
+             for name in ('ddas_lookahead', 'ddas_lookahead_k6', 'ddas', 'daas', 'daas_lookahead', 'dada')}
 #: what the harness runs unless told otherwise (the shipped searchers and the look-ahead of the comparison)
 DEFAULT_SEARCHERS = ('ddas_lookahead', 'ddas', 'daas', 'dada')
 FULL = dict(sizes=compare_det.FULL_SIZES, scale=96, epochs=24, search_epochs=2, seeds=[0, 1, 2],
@@ -98,7 +98,7 @@ def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[st
     if not hooks:
         raise SystemExit(f'search config {setting["search_config"]} has no search hook (PolicySearchHook)')
     searcher_cfg = dict(searcher_cfg)
-    if setting['quick'] and searcher_cfg.get('signal') == 'lookahead':  # rounds of 2 so that one completes
+    if setting['quick'] and compare_det.uses_lookahead(searcher_cfg):  # rounds of 2 so that one completes
         searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
     hooks[0]['space'] = SPACE
     set_hook_searcher(hooks[0], kind, searcher_cfg)

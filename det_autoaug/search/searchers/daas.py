@@ -22,6 +22,23 @@ One step (REINFORCE with a moving-average baseline):
 6. policy loss ``-A * ([any_i a_i] log P(tau) + mean_i log Bernoulli(a_i; s))``, Adam on ``alpha``
    and ``beta``.
 
+``reward='lookahead'``: the look-ahead rounds DDAS has too (:mod:`det_autoaug.search.lookahead`):
+every ``lookahead_steps`` steps, K policies drawn from ``p`` (on-policy, ``lookahead_policies``, >= 2)
+are each trained on for L steps from the same copied state, beside a clean branch, and rewarded
+with ``r_k = L_clean - L_k``, the validation loss they save against no augmentation after L
+steps. The main model trains every step with one policy drawn from ``p`` per batch (images
+augmented with probability ``s``), as in the one-step modes. Update per round, REINFORCE with a
+leave-one-out baseline (unbiased: ``b_k`` does not depend on ``tau_k``):
+``J = s * (1/K) sum_k (r_k - b_k) log P(tau_k) + s * mean_k r_k``, ``b_k`` the mean of the other
+K - 1 rewards; ``alpha`` gets the first term (its expectation is ``s * grad E_p[r]``), ``beta`` the
+second, the derivative of ``s * E_p[r]`` (the value of augmenting a share ``s`` of the images,
+linear in ``s``) estimated by the proposals' mean. No moving baseline and no per-image Bernoulli
+credit in this mode: the branches augment every image. Why: the one-step rewards (paired or not)
+see the next step only, and on the planted-harm setups they did not move the harmful entries
+beyond chance (docs/results.md); the look-ahead reward sees L steps (REFERENCE note e). Its
+update differs from DDAS's look-ahead in the proposals (DDAS: uniform, importance-weighted;
+here: from ``p``) and the baseline (DDAS: the weighted mean, itself included).
+
 Why paired: the old reward, ``r = -L_val`` on a fresh validation batch after the step
 (``reward='val_loss'``, kept selectable), mostly measures which batch was drawn: an outside
 test measured its spread at 0.44 against 0.02-0.07 between policies. Forwarding the same batch
@@ -70,12 +87,13 @@ import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
-from ..categorical import CategoricalPolicy
-from .base import LogItems, PlotSeries, Searcher, check_positive, select_images
+from ..categorical import CategoricalPolicy, Proposal
+from ..lookahead import LookaheadRounds
+from .base import LogItems, PlotSeries, Searcher, check_int, check_positive, select_images
 
 #: 2: the state records its ``reward``; a version-1 state was searched with ``'val_loss'``.
 STATE_VERSION = 2
-REWARDS = ('paired', 'val_loss')
+REWARDS = ('paired', 'val_loss', 'lookahead')
 
 
 class ValidationBatch:
@@ -129,7 +147,13 @@ class DAASSearcher(Searcher):
         lr_beta: Adam learning rate of beta.
         baseline_decay: m, the moving-average factor of the baseline, in [0, 1).
         reward: ``'paired'`` (default: ``L_before - L_after`` on one validation batch, 3 model
-            passes per step) or ``'val_loss'`` (``-L_after`` on a fresh batch, 2 passes; noisy).
+            passes per step), ``'val_loss'`` (``-L_after`` on a fresh batch, 2 passes; noisy) or
+            ``'lookahead'`` (module doc: the validation loss L-step branches save against a clean
+            branch, one policy update per round; give it a larger ``lr_alpha``).
+        lookahead_policies: K, policies drawn per look-ahead round (>= 2, for the leave-one-out
+            baseline; ``reward='lookahead'`` only: the one-step rewards draw one policy per step).
+        lookahead_steps: L, training steps per look-ahead round (``reward='lookahead'``).
+        lookahead_val_batches: V, validation batches each look-ahead branch is scored on.
     """
 
     name = 'daas'
@@ -137,7 +161,8 @@ class DAASSearcher(Searcher):
 
     def __init__(self, entries: Sequence[SpaceEntry], ops_per_policy: int = 2, init_apply_prob: float = 0.35,
                  lr_alpha: float = 0.005, lr_beta: float = 0.001, baseline_decay: float = 0.9,
-                 reward: str = 'paired') -> None:
+                 reward: str = 'paired', lookahead_policies: int = 6, lookahead_steps: int = 50,
+                 lookahead_val_batches: int = 4) -> None:
         if isinstance(baseline_decay, bool) or not isinstance(baseline_decay, (int, float)) \
                 or not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f'baseline_decay must be in [0, 1), got {baseline_decay!r}')
@@ -145,17 +170,23 @@ class DAASSearcher(Searcher):
             raise ValueError(f'reward={reward!r} is unknown: expected one of {REWARDS}')
         check_positive('lr_alpha', lr_alpha)
         check_positive('lr_beta', lr_beta)
+        check_int('lookahead_policies', lookahead_policies, 2)  # the leave-one-out baseline needs two
+        # policies proposed per step (one-step rewards) or per round (look-ahead)
+        num_policies = lookahead_policies if reward == 'lookahead' else 1
         self.entries = tuple(entries)
-        self.policy = CategoricalPolicy(len(self.entries), num_policies=1, ops_per_policy=ops_per_policy,
+        self.policy = CategoricalPolicy(len(self.entries), num_policies=num_policies, ops_per_policy=ops_per_policy,
                                         init_tp=init_apply_prob, lr_alpha=lr_alpha, lr_beta=lr_beta,
                                         explore_ratio=0.0, searcher_name='daas')
-        self.num_policies = 1
+        self.num_policies = num_policies
+        self.lookahead = LookaheadRounds(lookahead_steps, lookahead_val_batches)  # validates both
         self.baseline_decay = float(baseline_decay)
         self.reward = reward
         self.baseline: Optional[float] = None
         self.last_stats: Dict[str, float] = {}
 
     def step(self, ctx, data: dict) -> Dict[str, Tensor]:
+        if self.reward == 'lookahead':
+            return self._lookahead_step(ctx, data)
         entries, applied, batch = self.sample_batch(ctx, data)
         val, loss_before = self.validation_before_step(ctx)
         log_vars = ctx.loss_grad(batch, 0)
@@ -165,6 +196,40 @@ class DAASSearcher(Searcher):
             loss_after = val.loss()
         self.update_policy(ctx, loss_after, entries, applied, loss_before)
         return log_vars
+
+    def _lookahead_step(self, ctx, data: dict) -> Dict[str, Tensor]:
+        rounds = self.lookahead
+        if not rounds.in_flight:
+            rounds.start(ctx, self.policy.sample(self.num_policies, ctx.policy_gen))
+        full = rounds.add(data)
+        log_vars = ctx.train_step(self.sample_batch(ctx, data)[2])
+        if full:
+            chains = [[self.entries[e].step() for e in entries] for entries in rounds.proposal.entries.tolist()]
+            proposal, neg_loss_aug, neg_loss_clean = rounds.finish(ctx, chains)
+            with ctx.phase('policy update'):
+                self.update_lookahead(proposal, neg_loss_aug - neg_loss_clean)
+        return log_vars
+
+    def update_lookahead(self, proposal: Proposal, rewards: Tensor) -> None:
+        """REINFORCE step of a look-ahead round (module doc).
+
+        Args:
+            proposal: the round's K policies, drawn from ``p`` when the round started.
+            rewards: ``(K,)`` ``r_k = L_clean - L_k``.
+        """
+        policy = self.policy
+        k = proposal.num_policies
+        rewards = torch.as_tensor(rewards).detach().to(policy.device, policy.alpha.dtype)
+        if rewards.shape != (k,) or not bool(torch.isfinite(rewards).all()):
+            raise ValueError(f'rewards must be {k} finite values (one per policy), got {rewards.tolist()}')
+        baseline = (rewards.sum() - rewards) / (k - 1)  # leave-one-out: b_k does not depend on tau_k
+        s = policy.apply_prob()
+        alpha_term = ((rewards - baseline) * policy.log_prob(proposal.entries.to(policy.device))).mean() * s.detach()
+        loss = -(alpha_term + s * rewards.mean())
+        grad_alpha, grad_beta = torch.autograd.grad(loss, [policy.alpha, policy.beta])
+        policy.step(grad_alpha, grad_beta)
+        self.last_stats = {'loss': float(loss.detach()), 'reward': float(rewards.mean()),
+                           'reward_min': float(rewards.min()), 'reward_max': float(rewards.max())}
 
     def sample_batch(self, ctx, data: dict) -> Tuple[Tensor, Tensor, dict]:
         """Draw ``tau`` and the per-image ``a_i`` (policy generator); returns them and the training batch."""
