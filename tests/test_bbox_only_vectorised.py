@@ -19,7 +19,7 @@ from torch import Tensor
 
 from det_autoaug.ops import apply_op, get_op, sample_params
 from det_autoaug.ops.table import FILL_VALUE, OPS
-from det_autoaug.ops.torch_bbox_only import bbox_only, box_matrix, pad_boxes
+from det_autoaug.ops.torch_bbox_only import _spans, bbox_only, box_matrix, pad_boxes
 from det_autoaug.ops.torch_colour import equalize, solarize
 from det_autoaug.ops.torch_geometric import warp
 
@@ -212,3 +212,53 @@ def test_gradcheck_through_the_crops(name):
     assert torch.autograd.gradcheck(
         lambda m: bbox_only(name, images, m, params.sign.double(), boxes, params.box_mask,
                             params.box_center).sum(), (magnitude,))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('size', [(1, 1), (1, 7), (13, 9)])
+def test_spans_select_the_pixels_of_the_reference_mask(dtype, size):
+    height, width = size
+    g = torch.Generator().manual_seed(11)
+    # Edges on pixel centres and pixel borders, just beside them, outside the image, reversed.
+    edges = torch.tensor([-3.0, -0.5, 0.0, 0.4999999, 0.5, 0.5000001, 1.0, 1.5, 2.5, 6.5, 8.5, 9.0, 12.5, 13.0,
+                          13.5, 40.0], dtype=dtype)
+    corners = torch.cat([edges[torch.randint(len(edges), (400, 4), generator=g)],
+                         torch.rand(400, 4, generator=g, dtype=dtype) * 20 - 3])
+    x1, y1, x2, y2 = corners.unbind(-1)
+    spans = _spans(x1, y1, x2, y2, height, width)
+    rows = torch.arange(height)[:, None]
+    cols = torch.arange(width)
+    got = ((rows >= spans[:, 0, None, None]) & (rows < spans[:, 1, None, None])
+           & (cols >= spans[:, 2, None, None]) & (cols < spans[:, 3, None, None]))
+    expected = _reference_rect_mask(x1, y1, x2, y2, height, width)[:, 0]
+    assert torch.equal(got, expected)
+    assert bool((spans[:, 1] >= spans[:, 0]).all() and (spans[:, 3] >= spans[:, 2]).all())
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_solarize_by_coverage_equals_the_box_by_box_kernel(dtype):
+    # Stacked boxes (a pixel under up to 12 of them, odd and even counts), fractional pixels,
+    # thresholds below 128 (a pixel and its inverse both solarize: the result alternates).
+    g = torch.Generator().manual_seed(12)
+    stacked = torch.tensor([[1.0 + k, 0.5 * k, 14.0 + k, 11.0 + 0.5 * k] for k in range(12)])
+    border = torch.tensor([[0.0, 0.0, 30.0, 20.0], [-5.0, 3.0, 2.2, 40.0], [4.0, 4.0, 4.3, 9.0], [6.0, 6.0, 6.0, 6.0]])
+    boxes = [torch.cat([stacked, border]), border]
+    images = (torch.rand(2, 3, 20, 30, generator=g, dtype=dtype) * 255)
+    for m in ([200.0, 150.0], [128.3, 0.0], [256.0, 255.5]):
+        magnitude = torch.tensor(m, dtype=dtype)
+        mask = [torch.rand(b.shape[0], generator=g) < 0.8 for b in boxes]
+        args = ('Solarize_Only_BBoxes', images, magnitude, torch.ones(2, dtype=dtype), boxes, mask,
+                [torch.zeros(b.shape[0], 2) for b in boxes])
+        expected = _reference_bbox_only(*args)
+        assert torch.equal(bbox_only(*args), expected)
+        channels_last = images.contiguous(memory_format=torch.channels_last)
+        assert torch.equal(bbox_only(args[0], channels_last, *args[2:]), expected)
+
+
+def test_solarize_on_a_one_pixel_image():
+    images = torch.tensor([[[[200.0]], [[10.0]], [[255.0]]]])
+    boxes = [torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.9, 0.9], [0.0, 0.0, 0.4, 0.4]])]
+    mask = [torch.ones(3, dtype=torch.bool)]
+    args = ('Solarize_Only_BBoxes', images, torch.tensor([100.0]), torch.ones(1), boxes, mask, [torch.zeros(3, 2)])
+    assert torch.equal(bbox_only(*args), _reference_bbox_only(*args))
+    assert torch.equal(bbox_only(*args), torch.tensor([[[[55.0]], [[10.0]], [[0.0]]]]))

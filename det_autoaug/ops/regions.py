@@ -40,6 +40,7 @@ from .torch_bbox_only import (
     bbox_cutout,
     cutout,
     cutout_only_bboxes,
+    solarize_only_bboxes,
 )
 
 # ----------------------------------------------------------------------------- cutouts
@@ -207,7 +208,15 @@ def _prepare_equalize(boxes, spans, selected, m, params, hw):
     return lambda patch, k: lut(patch, equalize_tables(patch))
 
 
-_crop_op('Solarize_Only_BBoxes', lambda crops, m, inside: tc.solarize(crops, m), _prepare_solarize)
+@register_kernel('Solarize_Only_BBoxes', 'torch')
+def _solarize_only_bboxes_torch(images: Tensor, magnitude: Tensor, params: OpParams,
+                                boxes) -> Tuple[Tensor, None]:
+    if boxes is None:
+        return images.clone(), None
+    return solarize_only_bboxes(images, magnitude, boxes, params.box_mask), None
+
+
+register_kernel('Solarize_Only_BBoxes', 'cv2')(_per_box('Solarize_Only_BBoxes', _prepare_solarize))
 _crop_op('Equalize_Only_BBoxes', lambda crops, m, inside: tc.equalize(crops, m, mask=inside), _prepare_equalize)
 
 

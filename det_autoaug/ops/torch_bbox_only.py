@@ -14,7 +14,9 @@ reads and writes only its own pixels, so it waits only for the earlier boxes it 
 boxes run in levels (:func:`_levels`; a box's level is one more than that of the last earlier box
 it overlaps), and the boxes of a level, pairwise disjoint, go through the op together, padded to
 a common crop size in a few groups of similar sizes (:func:`_groups`), and are pasted back.
-Cutout_Only_BBoxes, whose fills commute, fills the union of its rectangles at once. The warps
+Cutout_Only_BBoxes, whose fills commute, fills the union of its rectangles at once;
+Solarize_Only_BBoxes, pointwise, needs only how many boxes cover each pixel
+(:func:`solarize_only_bboxes`). The warps
 sample each crop in its own pixel coordinates with exact normalisation (:func:`_warp_crops`),
 so a box's result never depends on the other boxes or images of the batch.
 """
@@ -150,22 +152,44 @@ _PAD_SLACK = 16384
 
 
 def _spans(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, height: int, width: int) -> Tensor:
-    """Pixel index ranges ``[r0, r1) x [c0, c1)`` of :func:`rect_mask` (the same comparisons).
+    """Pixel index ranges ``[r0, r1) x [c0, c1)`` of :func:`rect_mask`.
+
+    The centre ``j + 0.5`` is at least ``lo`` exactly when ``j >= ceil(lo - 0.5)`` (``lo - 0.5``
+    is exact in float for ``|lo| < 2^22``, far beyond any image side after the clamp), and below
+    ``hi`` when ``j < ceil(hi - 0.5)``: the same pixels as the comparisons, without a ``(K, W)``
+    tensor.
 
     Shape:
         ``(K,)`` each -> ``(K, 4)`` long ``(r0, r1, c0, c1)``; an empty rectangle has ``r1 == r0``
         or ``c1 == c0``.
     """
-    xs = torch.arange(width, device=x1.device, dtype=x1.dtype) + 0.5
-    ys = torch.arange(height, device=x1.device, dtype=x1.dtype) + 0.5
     spans = []
-    for lo, hi, centres in ((y1, y2, ys), (x1, x2, xs)):
-        inside = (centres >= lo[:, None]) & (centres < hi[:, None])
-        # The centres increase, so the inside ones are consecutive: the first one and the count.
-        count = inside.sum(dim=1)
-        start = inside.to(torch.uint8).argmax(dim=1)
-        spans += [start, start + count]
+    for lo, hi, size in ((y1, y2, height), (x1, x2, width)):
+        start = (lo - 0.5).ceil().clamp(0, size).long()
+        stop = (hi - 0.5).ceil().clamp(0, size).long()
+        spans += [start, torch.maximum(start, stop)]
     return torch.stack(spans, dim=1)
+
+
+def _coverage(image: Tensor, spans: Tensor, batch: int, height: int, width: int) -> Tensor:
+    """How many of the rectangles cover each pixel (their union is where it is positive).
+
+    Row by row: +1 where a rectangle starts, -1 where it stops, summed along the row.
+
+    Shape:
+        ``image`` ``(K,)`` image index, ``spans`` ``(K, 4)`` ``(r0, r1, c0, c1)`` (empty ones
+        allowed) -> ``(B, 1, H, W)`` int32.
+    """
+    device = spans.device
+    r0, r1, c0, c1 = spans.unbind(1)
+    rows = (r1 - r0).clamp(min=0)
+    owner = torch.repeat_interleave(torch.arange(len(rows), device=device), rows)
+    row = r0[owner] + torch.arange(len(owner), device=device) - (rows.cumsum(0) - rows)[owner]
+    edges = torch.zeros(batch, height, width + 1, dtype=torch.int32, device=device)
+    ones = torch.ones_like(owner, dtype=torch.int32)
+    edges.index_put_((image[owner], row, c0[owner]), ones, accumulate=True)
+    edges.index_put_((image[owner], row, torch.maximum(c1, c0)[owner]), -ones, accumulate=True)
+    return edges.cumsum(2, dtype=torch.int32)[:, None, :, :width]
 
 
 def _levels(image: np.ndarray, spans: np.ndarray) -> np.ndarray:
@@ -267,15 +291,7 @@ def _cutout_only_bboxes(images: Tensor, magnitude: Tensor, image: Tensor, boxes:
     square = _spans(cx - half, cy - half, cx + half, cy + half, height, width)
     r0, c0 = torch.maximum(box[:, [0, 2]], square[:, [0, 2]]).unbind(1)
     r1, c1 = torch.minimum(box[:, [1, 3]], square[:, [1, 3]]).unbind(1)
-    rows = (r1 - r0).clamp(min=0)
-    # Union of the rectangles, row by row: +1 where a rectangle starts, -1 where it stops.
-    owner = torch.repeat_interleave(torch.arange(len(rows), device=images.device), rows)
-    row = r0[owner] + torch.arange(len(owner), device=images.device) - (rows.cumsum(0) - rows)[owner]
-    edges = torch.zeros(batch, height, width + 1, dtype=torch.int32, device=images.device)
-    ones = torch.ones_like(owner, dtype=torch.int32)
-    edges.index_put_((image[owner], row, c0[owner]), ones, accumulate=True)
-    edges.index_put_((image[owner], row, torch.maximum(c1, c0)[owner]), -ones, accumulate=True)
-    covered = edges.cumsum(2, dtype=torch.int32)[:, None, :, :width] > 0
+    covered = _coverage(image, torch.stack([r0, r1, c0, c1], dim=1), batch, height, width) > 0
     return images.masked_fill(covered, FILL_VALUE)
 
 
@@ -323,6 +339,31 @@ def cutout_only_bboxes(images: Tensor, magnitude: Tensor, boxes: List[Tensor], b
     image, chosen_boxes, chosen = _selected(images, boxes, box_mask)
     centres = torch.cat([c.to(device=images.device, dtype=images.dtype).reshape(-1, 2) for c in box_center])
     return _cutout_only_bboxes(images, magnitude, image, chosen_boxes, centres[chosen])
+
+
+def solarize_only_bboxes(images: Tensor, magnitude: Tensor, boxes: List[Tensor],
+                         box_mask: List[Tensor]) -> Tensor:
+    """Invert the pixels ``>= 256 - m`` inside each selected box, box after box.
+
+    Solarize is pointwise, so a pixel's result depends only on how many selected boxes cover it,
+    not on their order: the first inversion maps ``x >= t`` to ``255 - x``; the next ones invert
+    it back and forth only if ``255 - x >= t`` as well, so the parity of the count decides. One
+    pass over the image gives the box-by-box result, with the same arithmetic.
+
+    Shape:
+        ``images`` ``(B, C, H, W)`` float, ``magnitude`` ``(B,)``, ``boxes`` ``B`` ``(N_i, 4)``,
+        ``box_mask`` ``B`` ``(N_i,)``. Identity at 0.
+    """
+    batch, _, height, width = images.shape
+    image, chosen_boxes, _ = _selected(images, boxes, box_mask)
+    count = _coverage(image, _spans(*chosen_boxes.unbind(-1), height, width), batch, height, width)
+    threshold = 256.0 - magnitude.view(-1, 1, 1, 1)
+    once = 255.0 - images
+    inverted = (images >= threshold) & (count > 0)
+    alternating = inverted & (once >= threshold)
+    odd = (count & 1).bool()
+    return torch.where(inverted & (odd | ~alternating), once,
+                       torch.where(alternating, 255.0 - once, images))
 
 
 def bbox_crops(images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tensor], box_mask: List[Tensor], *,

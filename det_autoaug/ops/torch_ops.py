@@ -230,7 +230,9 @@ def apply_op(op: Union[str, OpSpec], images: Tensor, boxes: Optional[Sequence[Te
         out, matrices = kernel(x, m)
 
     if images.dtype == torch.uint8:
-        out = out.round().clamp(0, 255).to(torch.uint8)
+        # A uint8 result carries no gradient, and ``out`` is the kernels' own (``x`` is a fresh
+        # copy of the uint8 input): round and clamp it in place, sparing two image-sized tensors.
+        out = out.detach().round_().clamp_(0, 255).to(torch.uint8)
     else:
         out = out.to(images.dtype)
     out_boxes, keep = None, None
