@@ -59,12 +59,12 @@ def dataloader(data_root: Path, split: str = 'train', batch_size: int = 2, pipel
 
 def search_runner_cfg(data_root: Path, work_dir: Path, max_epochs: int = 2, hook: dict | None = None,
                       extra_hooks: list | None = None, **overrides) -> dict:
-    """A full Runner config: slim RetinaNet, PolicySearchHook (DDAS with 2 policies), no evaluation.
+    """A full Runner config: slim RetinaNet, PolicySearchHook (one-step DDAS with 2 policies), no evaluation.
 
     ``hook`` updates the hook's config: ``hook=dict(searcher=dict(type='DADA'))`` replaces the searcher.
     """
-    hook_cfg = dict(type='PolicySearchHook', searcher=dict(type='DDAS', num_policies=2), space='det_default',
-                    val_fraction=0.25, seed=0)
+    hook_cfg = dict(type='PolicySearchHook', searcher=dict(type='DDAS', signal='one_step', num_policies=2),
+                    space='det_default', val_fraction=0.25, seed=0)
     hook_cfg.update(hook or {})
     cfg = dict(
         model=slim_retinanet(), work_dir=str(work_dir), default_scope='mmdet',

@@ -25,13 +25,13 @@ def test_quick_mode_writes_every_arm_then_resumes_without_rerunning(tmp_path):
     proc = run_tool('--work-dir', str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / 'results.json').read_text())
-    expected = {'none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform', 'ddas', 'ddas_lookahead', 'dada',
-                'daas'}
+    expected = {'none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform', 'ddas', 'ddas_one_step',
+                'ddas_lookahead', 'dada', 'daas', 'daas_paired'}
     assert set(results['arms']) == expected == set(quick_setting().arms)
     for arm in results['arms'].values():
         assert len(arm['acc']) == len(results['settings']['seeds']) == 1
         assert all(0.0 <= a <= 1.0 for a in arm['acc'] + arm['train_acc'])
-    for name in ('ddas', 'ddas_lookahead', 'dada', 'daas'):
+    for name in ('ddas', 'ddas_one_step', 'ddas_lookahead', 'dada', 'daas', 'daas_paired'):
         found = results['searches'][f'{name}/0']
         assert found['model_passes'] > 0 and found['seconds'] >= 0
         assert Path(found['policy_file']).is_file()

@@ -15,14 +15,14 @@ from det_autoaug.evaluation.compare_det import augmentation
 from det_autoaug.evaluation.compare_det_report import summarise
 from det_helpers import ROOT
 
-ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_paper',
-        'ddas_lookahead', 'ddas_lookahead_k6', 'dada', 'daas', 'daas_lookahead')
+ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_one_step',
+        'ddas_paper', 'ddas_lookahead', 'dada', 'daas', 'daas_paired')
 # arm -> searcher written in its policy file
-SEARCHER = {'ddas_paper': 'ddas', 'ddas_lookahead': 'ddas', 'ddas_lookahead_k6': 'ddas', 'daas_lookahead': 'daas'}
-# K = 3 in the digits search config; DAAS paired: 3; the look-ahead: 1 per step plus its rounds (below)
-PASSES_PER_STEP = {'ddas': 3 + 2, 'ddas_paper': 3 + 2, 'ddas_lookahead': 1, 'ddas_lookahead_k6': 1, 'dada': 4,
-                   'daas': 3, 'daas_lookahead': 1}
-LOOKAHEAD_POLICIES = {'ddas_lookahead': 3, 'ddas_lookahead_k6': 6, 'daas_lookahead': 6}  # K per round
+SEARCHER = {'ddas_one_step': 'ddas', 'ddas_paper': 'ddas', 'ddas_lookahead': 'ddas', 'daas_paired': 'daas'}
+# one-step DDAS: K = 3 copies + clean + validation; DAAS paired: 3; the look-ahead: 1 per step plus its rounds
+PASSES_PER_STEP = {'ddas': 1, 'ddas_one_step': 3 + 2, 'ddas_paper': 3 + 2, 'ddas_lookahead': 1, 'dada': 4,
+                   'daas': 1, 'daas_paired': 3}
+LOOKAHEAD_POLICIES = {'ddas': 6, 'ddas_lookahead': 3, 'daas': 6}  # K per round
 
 
 @pytest.fixture(scope='module')
@@ -76,8 +76,9 @@ def test_quick_search_cost_and_policies(quick: Path) -> None:
     uniform = json.loads((quick / 'uniform_seed0.json').read_text())
     assert uniform['space'] == searched['space'] and len(uniform['probs']) == len(searched['probs'])
     assert max(uniform['probs']) == pytest.approx(min(uniform['probs']))
-    # The control differs from the DDAS policy only in p: same s.
+    # The control differs from the DDAS policy only in p: same s, same entries per policy.
     assert uniform['apply_prob'] == pytest.approx(searched['apply_prob'])
+    assert uniform['ops_per_policy'] == searched['ops_per_policy'] == 1
     assert 'DADA search seed 0' in (quick / 'results.md').read_text()
 
 
@@ -100,6 +101,10 @@ def test_bad_arguments_are_rejected() -> None:
         with pytest.raises(SystemExit, match=f'--uniform-apply-prob {bad}'):
             compare_det._settings(compare_det.parse_args(['--uniform-apply-prob', bad]))
     assert compare_det._settings(compare_det.parse_args(['--uniform-apply-prob', '0.75']))['uniform_apply_prob'] == 0.75
+    with pytest.raises(SystemExit, match='--uniform-ops-per-policy 0'):
+        compare_det._settings(compare_det.parse_args(['--uniform-ops-per-policy', '0']))
+    settings = compare_det._settings(compare_det.parse_args(['--uniform-ops-per-policy', '1']))
+    assert settings['uniform_ops_per_policy'] == 1
     with pytest.raises(ValueError, match='unknown arm'):
         augmentation('flip', None)
     with pytest.raises(ValueError, match='needs a policy file'):

@@ -94,7 +94,8 @@ def test_the_null_permutes_each_rounds_rewards_across_its_proposals():
     searcher = _searcher(lookahead_policies=3)
     seen = []
     searcher.update_lookahead = lambda proposal, rewards: seen.append(rewards.clone())
-    assert searcher.num_policies == 3 and DAASSearcher(ENTRIES).num_policies == 1  # one-step: one a step
+    assert searcher.num_policies == 3 and DAASSearcher(ENTRIES).num_policies == 6  # the default: 6 a round
+    assert DAASSearcher(ENTRIES, reward='paired').num_policies == 1  # one-step: one a step
     assert make_null(searcher, torch.Generator().manual_seed(0)) == 'proposals'
     proposal = searcher.policy.sample(3, torch.Generator().manual_seed(1))
     rewards = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)

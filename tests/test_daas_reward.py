@@ -92,7 +92,8 @@ class Problem:
 
 
 def _daas(**kwargs) -> DAASSearcher:
-    return DAASSearcher(ENTRIES, **dict(dict(ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01, baseline_decay=0.8),
+    return DAASSearcher(ENTRIES, **dict(dict(reward='paired', ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01,
+                                             baseline_decay=0.8),
                                         **kwargs))
 
 

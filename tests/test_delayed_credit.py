@@ -54,15 +54,15 @@ def test_window_sums_the_next_w_validation_gradients():
 
 
 def test_horizon_one_is_the_one_step_reward():
-    a, b = Toy(DDASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05)), \
-        Toy(DDASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05, horizon=1))
+    a, b = Toy(DDASSearcher(ENTRIES, signal='one_step', ops_per_policy=1, lr_alpha=0.05)), \
+        Toy(DDASSearcher(ENTRIES, signal='one_step', ops_per_policy=1, lr_alpha=0.05, horizon=1))
     a.run(5)
     b.run(5)
     assert_same_state(a.searcher.state_dict(), b.searcher.state_dict())
 
 
 def test_horizon_delays_the_first_update_and_moves_the_policy_after():
-    toy = Toy(DDASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05, horizon=4))
+    toy = Toy(DDASSearcher(ENTRIES, signal='one_step', ops_per_policy=1, lr_alpha=0.05, horizon=4))
     toy.run(3)
     assert toy.searcher.policy.num_updates == 0
     toy.run(3)
@@ -71,7 +71,7 @@ def test_horizon_delays_the_first_update_and_moves_the_policy_after():
 
 
 def test_state_round_trip_mid_window_continues_identically():
-    make = lambda: DDASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05, horizon=4)  # noqa: E731
+    make = lambda: DDASSearcher(ENTRIES, signal='one_step', ops_per_policy=1, lr_alpha=0.05, horizon=4)  # noqa: E731
     straight = Toy(make())
     straight.run(10)
     first = Toy(make())
@@ -81,4 +81,4 @@ def test_state_round_trip_mid_window_continues_identically():
     second.run(4)
     assert_same_state(straight.searcher.state_dict(), second.searcher.state_dict())
     with pytest.raises(ValueError, match='horizon'):
-        DDASSearcher(ENTRIES, ops_per_policy=1).load_state_dict(first.searcher.state_dict())
+        DDASSearcher(ENTRIES, signal='one_step', ops_per_policy=1).load_state_dict(first.searcher.state_dict())

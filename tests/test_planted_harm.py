@@ -24,8 +24,8 @@ def test_quick_mode_writes_every_part(tmp_path):
     labels = [e.label for e in planted_space()]
     assert results['space'] == labels
     assert [r['entry'] for r in results['ground_truth']['entries']] == labels
-    assert set(results['searches']) == {'ddas', 'daas', 'dada', 'ddas_lookahead'}
-    assert set(results['nulls']) == {'ddas', 'daas', 'dada', 'ddas_lookahead'}
+    assert set(results['searches']) == {'ddas', 'ddas_one_step', 'daas', 'daas_paired', 'dada'}
+    assert set(results['nulls']) == {'ddas', 'ddas_one_step', 'daas', 'daas_paired', 'dada'}
     for runs in results['searches'].values():
         for run in runs:
             assert len(run['probs']) == len(labels) and abs(sum(run['probs']) - 1) < 1e-6
@@ -46,7 +46,7 @@ def test_the_null_feeds_the_policy_a_permutation_of_the_rewards():
 
 @pytest.mark.parametrize('name, keys', [('daas', ('val_loss', 'val_loss_before')), ('dada', ('d', 'grad_mag'))])
 def test_the_null_of_one_sample_searchers_feeds_outcomes_of_recent_steps(name, keys):
-    searcher = build_searcher(name, planted_space(), {})
+    searcher = build_searcher(name, planted_space(), dict(reward='paired') if name == 'daas' else {})
     seen = []
     if name == 'daas':
         def record(ctx, val_loss, entries, applied, val_loss_before=None):

@@ -45,8 +45,8 @@ def test_quick_writes_ground_truth_searches_and_nulls(quick: Path):
     gt = doc['ground_truth']
     assert [r['entry'] for r in gt['entries']] == LABELS
     assert len(gt['none']) == 2 and all(len(r['map']) == 2 and len(r['map50']) == 2 for r in gt['entries'])
-    assert set(doc['searches']) == {'ddas', 'ddas_lookahead', 'daas', 'dada'}
-    assert set(doc['nulls']) == {'ddas', 'ddas_lookahead', 'daas', 'dada'}
+    assert set(doc['searches']) == {'ddas', 'daas', 'dada'}
+    assert set(doc['nulls']) == {'ddas', 'daas', 'dada'}
     assert all(len(runs) == 2 for runs in doc['nulls'].values())
     for group in ('searches', 'nulls'):
         for runs in doc[group].values():
@@ -54,7 +54,7 @@ def test_quick_writes_ground_truth_searches_and_nulls(quick: Path):
                 assert run['labels'] == LABELS
                 assert len(run['probs']) == 5 and abs(sum(run['probs']) - 1) < 1e-6
                 assert run['search_steps'] > 0 and run['model_passes'] > run['search_steps']
-    assert set(doc['summary']['searchers']) == {'ddas', 'ddas_lookahead', 'daas', 'dada'}
+    assert set(doc['summary']['searchers']) == {'ddas', 'daas', 'dada'}
     assert all('null_p05' in row for row in doc['summary']['searchers'].values())
 
 

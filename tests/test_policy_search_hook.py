@@ -121,9 +121,9 @@ def _policy_doc(path: Path) -> Dict[str, Any]:
 
 
 @pytest.mark.parametrize('old, new', [
-    (dict(searcher='ddas', num_policies=2), dict(type='DDAS', num_policies=2)),
+    (dict(searcher='ddas', num_policies=2), dict(type='DDAS', signal='one_step', num_policies=2)),
     (dict(searcher='daas', lr_alpha=0.05, searcher_cfg=dict(baseline_decay=0.5)),
-     dict(type='DAAS', lr_alpha=0.05, baseline_decay=0.5)),
+     dict(type='DAAS', reward='paired', lr_alpha=0.05, baseline_decay=0.5)),
     (dict(searcher='dada'), dict(type='DADA')),
 ], ids=['ddas', 'daas', 'dada'])
 def test_the_former_name_and_arguments_search_identically(digits, tmp_path, old, new):
@@ -204,10 +204,10 @@ def test_config_helpers_read_and_switch_the_searcher_of_either_hook():
     assert search_hooks(cfg) == [new, old] and not is_search_hook(dict(type='EMAHook'))
     assert is_search_hook(dict(type=PolicySearchHook)) and is_search_hook(dict(type='mmengine.DDASSearchHook'))
     assert hook_searcher(new) == hook_searcher(old) == hook_searcher(dict(type='PolicySearchHook')) == 'ddas'
-    set_hook_searcher(new, 'daas', dict(baseline_decay=0.5))  # DDAS -> DAAS: lr_alpha stays, num_policies goes
-    assert new['searcher'] == dict(type='DAAS', lr_alpha=0.01, baseline_decay=0.5) and new['space'] == 'ddas_cifar'
+    set_hook_searcher(new, 'daas', dict(baseline_decay=0.5))  # DDAS -> DAAS: DDAS's arguments go
+    assert new['searcher'] == dict(type='DAAS', baseline_decay=0.5) and new['space'] == 'ddas_cifar'
     set_hook_searcher(new, 'DAAS', dict(lr_beta=0.002))  # same searcher: everything stays
-    assert new['searcher'] == dict(type='DAAS', lr_alpha=0.01, baseline_decay=0.5, lr_beta=0.002)
+    assert new['searcher'] == dict(type='DAAS', baseline_decay=0.5, lr_beta=0.002)
     set_hook_searcher(old, 'dada')
     assert old == dict(type='DDASSearchHook', lr_alpha=0.01, searcher='dada')
     set_hook_searcher(old, 'ddas', dict(estimator='paper'))

@@ -22,13 +22,17 @@ from mmengine.config import Config
 from det_autoaug.ops.spaces import get_space
 from det_autoaug.search import DDASPolicy
 from det_autoaug.search.hook_cfg import hook_searcher, is_search_hook
+from det_autoaug.search.searchers.ddas import SIGNAL_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 1000
+# policy updates of a look-ahead search: one per round; a shipped look-ahead search makes 12-18
+ROUNDS = 100
 SEEDS = (0, 1, 2)
-DDAS_KEYS = ('num_policies', 'ops_per_policy', 'init_apply_prob', 'lr_alpha', 'lr_beta', 'explore_ratio', 'estimator')
-HOOK_DEFAULTS = dict(space='det_default', num_policies=3, ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.005,
-                     lr_beta=0.001, explore_ratio=1.0, estimator='centred')
+DDAS_KEYS = ('signal', 'num_policies', 'ops_per_policy', 'init_apply_prob', 'lr_alpha', 'lr_beta', 'explore_ratio',
+             'estimator')
+HOOK_DEFAULTS = dict(space='det_default', signal='lookahead', init_apply_prob=0.35, explore_ratio=1.0,
+                     estimator='centred')
 
 
 def shipped_search_hooks():
@@ -46,6 +50,7 @@ def shipped_search_hooks():
             searcher = hook.get('searcher', 'DDAS')
             searcher = {} if isinstance(searcher, str) else {k: v for k, v in searcher.items() if k != 'type'}
             merged = dict(HOOK_DEFAULTS, space=hook.get('space', HOOK_DEFAULTS['space']), **searcher)
+            merged = dict(SIGNAL_DEFAULTS[merged['signal']], **merged)  # DAAS shares the one-step ones
             yield path.name, hook_searcher(hook), merged
 
 
@@ -70,10 +75,12 @@ def random_walk_band(num_entries: int, lr: float, steps: int = STEPS, walks: int
 
 
 def null_search(num_entries: int, seed: int, steps: int = STEPS, **kwargs) -> float:
-    """``max(p) * N`` after ``steps`` updates with information-free rewards."""
+    """``max(p) * N`` after ``steps`` updates with information-free rewards (normalised per update
+    with the one-step signal, as DDAS does; kept at their scale with the look-ahead)."""
     kwargs = dict(kwargs)
     init_tp = kwargs.pop('init_apply_prob')
-    policy = DDASPolicy(num_entries, init_tp=init_tp, **kwargs)
+    signal = kwargs.pop('signal', 'one_step')
+    policy = DDASPolicy(num_entries, init_tp=init_tp, normalise_rewards=signal == 'one_step', **kwargs)
     gen = torch.Generator().manual_seed(seed)
     reward_gen = torch.Generator().manual_seed(seed + 1000)
     for _ in range(steps):
@@ -85,6 +92,7 @@ def null_search(num_entries: int, seed: int, steps: int = STEPS, **kwargs) -> fl
 
 def test_the_shipped_configs_have_ddas_settings():
     assert len(SETTINGS) >= 3, f'expected the detection, CIFAR and Fashion-MNIST DDAS configs, found {SETTINGS}'
+    assert any(key[1] == 'lookahead' for key in SETTINGS), f'expected the detection config\'s look-ahead: {SETTINGS}'
 
 
 @pytest.mark.parametrize('key', sorted(SETTINGS, key=str), ids=lambda key: SETTINGS[key])
@@ -92,15 +100,17 @@ def test_information_free_rewards_stay_in_the_random_walk_band(key):
     space, *values = key
     kwargs = dict(zip(DDAS_KEYS, values))
     num_entries = len(get_space(space))
-    band = random_walk_band(num_entries, kwargs['lr_alpha'])
-    peaks = [null_search(num_entries, seed, **kwargs) for seed in SEEDS]
-    assert max(peaks) <= band, (f'{SETTINGS[key]}: max(p) * N reached {peaks} over seeds {SEEDS} after {STEPS} '
-                                f'information-free steps; the random-walk band is {band:.2f}')
+    steps = ROUNDS if kwargs['signal'] == 'lookahead' else STEPS
+    band = random_walk_band(num_entries, kwargs['lr_alpha'], steps=steps)
+    peaks = [null_search(num_entries, seed, steps=steps, **kwargs) for seed in SEEDS]
+    assert max(peaks) <= band, (f'{SETTINGS[key]}: max(p) * N reached {peaks} over seeds {SEEDS} after {steps} '
+                                f'information-free updates; the random-walk band is {band:.2f}')
 
 
 def test_the_paper_update_leaves_the_band_at_a_raised_learning_rate():
     num_entries = len(get_space('ddas_cifar'))
-    kwargs = dict(HOOK_DEFAULTS, lr_alpha=0.03, lr_beta=0.006, estimator='paper')
+    kwargs = dict(HOOK_DEFAULTS, **SIGNAL_DEFAULTS['one_step'])
+    kwargs.update(signal='one_step', lr_alpha=0.03, lr_beta=0.006, estimator='paper')
     del kwargs['space']
     band = random_walk_band(num_entries, 0.03, steps=3 * STEPS)
     peaks = [null_search(num_entries, seed, steps=3 * STEPS, **kwargs) for seed in SEEDS]
@@ -119,9 +129,11 @@ class _NoDDPContext:
 
 
 def shipped_one_sample_settings():
-    """(searcher, space, lr_alpha, lr_beta) of every DAAS search in a shipped config, and the hook
-    defaults for DAAS and DADA (``--searcher daas|dada`` of tools/search_det.py)."""
-    settings = {('daas', 'det_default', 0.005, 0.001): 'hook defaults (daas)',
+    """(searcher, space, lr_alpha, lr_beta) of every DAAS search with a one-step reward in a shipped
+    config (the joint searches), DAAS's paired reward at its defaults, and DADA's defaults
+    (``--searcher dada`` of tools/search_det.py). DAAS's default look-ahead reward has its own
+    check (``tests/test_daas_lookahead.py``)."""
+    settings = {('daas', 'det_default', 0.005, 0.001): 'paired defaults (daas)',
                 ('dada', 'det_default', None, None): 'hook defaults (dada)'}
     for name, searcher, merged in shipped_search_hooks():
         if searcher in ('daas', 'daas_joint'):
@@ -170,7 +182,7 @@ def one_sample_null_search(name: str, space: str, cfg: dict, seed: int):
 @pytest.mark.parametrize('key', sorted(ONE_SAMPLE, key=str), ids=lambda key: ONE_SAMPLE[key])
 def test_information_free_outcomes_leave_daas_and_dada_in_the_band(key):
     name, space, lr_alpha, lr_beta = key
-    cfg = {} if name == 'dada' else dict(lr_alpha=lr_alpha, lr_beta=lr_beta)
+    cfg = {} if name == 'dada' else dict(reward='paired', lr_alpha=lr_alpha, lr_beta=lr_beta)
     runs = [one_sample_null_search(name, space, cfg, seed) for seed in SEEDS]
     peaks = [peak for peak, _, _ in runs]
     _, num_entries, lr = runs[0]

@@ -45,11 +45,11 @@ class Toy(ToyBlobs):
 
 
 def _ddas():
-    return DDASSearcher(ENTRIES, num_policies=3, ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01)
+    return DDASSearcher(ENTRIES, signal='one_step', num_policies=3, ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01)
 
 
 def _daas():
-    return DAASSearcher(ENTRIES, ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01, baseline_decay=0.8)
+    return DAASSearcher(ENTRIES, reward='paired', ops_per_policy=1, lr_alpha=0.05, lr_beta=0.01, baseline_decay=0.8)
 
 
 def _dada():  # the shared-parameter variant; the published DADA: tests/test_dada_published.py

@@ -28,8 +28,9 @@ def digits(tmp_path_factory) -> Path:
     return make_digits(tmp_path_factory.mktemp('digits') / 'd', train=8, val=2, test=2)
 
 
-# The searchers of these tests: config type -> name (what policy files and checkpoints record).
-TYPES = dict(dada='DADA', daas='DAAS')
+# The searchers of these tests, by name (what policy files and checkpoints record): their configs. DAAS
+# with its one-step paired reward, which updates every step (its default look-ahead has its own test).
+CONFIGS = dict(dada=dict(type='DADA'), daas=dict(type='DAAS', reward='paired'))
 
 
 def _hook(runner: Runner) -> PolicySearchHook:
@@ -37,8 +38,8 @@ def _hook(runner: Runner) -> PolicySearchHook:
 
 
 def _run(digits: Path, work_dir: Path, searcher: str, **overrides) -> Runner:
-    """A one-epoch search with the searcher of name ``searcher`` at its defaults."""
-    cfg = search_runner_cfg(digits, work_dir, max_epochs=1, hook=dict(searcher=dict(type=TYPES[searcher])),
+    """A one-epoch search with the searcher of name ``searcher`` (:data:`CONFIGS`)."""
+    cfg = search_runner_cfg(digits, work_dir, max_epochs=1, hook=dict(searcher=dict(CONFIGS[searcher])),
                             **overrides)
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
     runner.train()
@@ -174,7 +175,7 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, work_dir: str,
     torch.set_num_threads(1)
     torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
     cfg = search_runner_cfg(Path(data_root), Path(work_dir), max_epochs=1, launcher='pytorch',
-                            hook=dict(searcher=dict(type=TYPES[searcher])),
+                            hook=dict(searcher=dict(CONFIGS[searcher])),
                             model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None,
                                                    broadcast_buffers=False))
     runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))

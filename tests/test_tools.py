@@ -342,7 +342,8 @@ def test_readme_search_hook_lines_keep_or_need_the_stock_hooks(tmp_path):
     from mmengine.registry import HOOKS
     (tmp_path / 'hook_only.py').write_text(f'{plain}\n')
     hook = HOOKS.build(Config.fromfile(str(tmp_path / 'hook_only.py')).custom_hooks[0])
-    assert hook.searcher.name == 'ddas' and hook.num_policies == 3 and hook.space == 'det_default'
+    assert hook.searcher.name == 'ddas' and hook.num_policies == 6 and hook.space == 'det_default'
+    assert hook.searcher.signal == 'lookahead' and hook.searcher.lookahead.steps == 25
 
 
 def test_readme_train_det_commands_parse_and_find_their_configs():

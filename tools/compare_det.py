@@ -10,15 +10,17 @@ the training pipeline differs. The arms (what each inserts: ``det_autoaug/evalua
 ``none``, ``handpicked`` (mmdet's RandomAffine jitter and PhotoMetricDistortion), ``randaugment``
 (mmdet's), ``trivialaugment``, ``autoaug_v0`` (the published detection policy), ``uniform`` (uniform
 p over the search space, with the DDAS policy's final s of the same seed) and the searched ones,
-``ddas``, ``ddas_paper``, ``ddas_lookahead``, ``ddas_lookahead_k6``, ``dada``, ``daas``, ``daas_lookahead``
+``ddas`` (DDAS's defaults: the look-ahead), ``ddas_one_step``, ``ddas_paper``, ``ddas_lookahead``, ``dada``,
+``daas`` (DAAS's defaults: the look-ahead), ``daas_paired``
 (det_autoaug/evaluation/arms.py says what each is): a ``PolicySearchHook`` search per
 seed (the search config, default ``configs/digits/centernet_slim_digits_ddas.py``, for
 ``--search-epochs`` epochs; ``--search-once``: seed 0 only), whose policy file the arm trains with.
 
 Every search's cost is reported: wall time of the search run, the hook's own
 ``search_seconds`` and ``search_steps``, and model passes (batch forwards through the
-detector, with or without a backward, counted by the hook: DDAS ``num_policies + 2`` per step,
-DADA 4, DAAS 3 with its default paired reward).
+detector, with or without a backward, counted by the hook: look-ahead DDAS 1 per step plus
+``(K + 1)(L + V)`` per round of L steps, one-step DDAS ``num_policies + 2`` per step, DADA 4, DAAS 3
+with its paired reward).
 
 Schedule (all arms and the search): SGD from the config, linear warm-up over the first
 ``min(200, iterations / 4)`` iterations, then cosine annealing per epoch to 1% of the lr. No
@@ -105,6 +107,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--uniform-apply-prob', type=float, default=None,
                         help="the uniform arm's apply_prob s (default: the ddas search's final s of the same seed "
                              "when the ddas arm runs, else DDAS's initial 0.35), e.g. another searcher's s")
+    parser.add_argument('--uniform-ops-per-policy', type=int, default=None,
+                        help="the uniform arm's entries per policy (default: the ddas search's when the ddas arm "
+                             'runs, else 2)')
     parser.add_argument('--resume', action='store_true', help='skip the runs already in work_dir/results.json')
     return parser.parse_args(argv)
 
@@ -128,6 +133,7 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         threads=pick(args.threads, None, 1),
         score_thr=args.score_thr,
         uniform_apply_prob=args.uniform_apply_prob,
+        uniform_ops_per_policy=args.uniform_ops_per_policy,
     )
     if args.sizes is not None:
         if min(args.sizes) < 1:
@@ -139,6 +145,9 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
     s = settings['uniform_apply_prob']
     if s is not None and not 0.0 < s <= 1.0:
         raise SystemExit(f'--uniform-apply-prob {s}: expected a probability in (0, 1]')
+    ops = settings['uniform_ops_per_policy']
+    if ops is not None and ops < 1:
+        raise SystemExit(f'--uniform-ops-per-policy {ops}: expected a positive integer')
     if settings['num_workers'] < 0:
         raise SystemExit(f'--num-workers {settings["num_workers"]}: expected >= 0')
     return settings

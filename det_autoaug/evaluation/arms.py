@@ -101,29 +101,34 @@ _ROWS = (
         'per image at a uniform magnitude, no search'),
     Arm('autoaug_v0', PUBLISHED, 'the published AutoAugment detection policy v0 (Zoph et al., 2019)'),
     Arm('uniform', RANDOM, 'the search space with uniform p (a random policy): what a search starts from'),
-    Arm('ddas', SEARCHED, 'DDAS (Liu et al., 2021): one-step rewards, the alignment of augmented and validation '
-        'gradients', searcher='ddas'),
-    Arm('ddas_paper', SEARCHED, 'DDAS with the published estimator', searcher='ddas',
-        searcher_args=dict(estimator='paper')),
-    # one policy update per round: a larger Adam step; single-entry policies
-    Arm('ddas_lookahead', SEARCHED, 'DDAS with the look-ahead signal: single-entry policies rewarded after a '
-        'round of steps', searcher='ddas',
+    # DDAS's defaults (DDASSearcher, configs/_base_/ddas_search.py); each task sets the round length
+    Arm('ddas', SEARCHED, "DDAS (Liu et al., 2021) with its defaults: the look-ahead signal, 6 single-entry "
+        'policies per round rewarded by the validation loss a round of training with each reaches',
+        searcher='ddas', searcher_args=dict(signal='lookahead', lookahead_steps=PER_TASK,
+                                            lookahead_val_batches=PER_TASK)),
+    # the default until 2026-12-04: the paper's reward and settings, the centred estimator
+    Arm('ddas_one_step', SEARCHED, "DDAS with the paper's one-step reward (the alignment of augmented and "
+        'validation gradients), K = 3 pairs of entries, the centred estimator', searcher='ddas',
+        searcher_args=dict(signal='one_step', num_policies=3, ops_per_policy=2, lr_alpha=PER_TASK,
+                           lr_beta=PER_TASK)),
+    Arm('ddas_paper', SEARCHED, 'DDAS as published: the one-step reward and the published estimator',
+        searcher='ddas', searcher_args=dict(signal='one_step', estimator='paper', num_policies=3, ops_per_policy=2,
+                                            lr_alpha=PER_TASK, lr_beta=PER_TASK)),
+    # the look-ahead with 3 proposals per round (its first measured form)
+    Arm('ddas_lookahead', SEARCHED, 'DDAS with the look-ahead signal and 3 proposals per round', searcher='ddas',
         searcher_args=dict(signal='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
-                           ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
-    # the same with 6 proposals per round: a less noisy update per round (docs/results.md, planted harm)
-    Arm('ddas_lookahead_k6', SEARCHED, 'DDAS with the look-ahead signal and 6 proposals per round',
-        searcher='ddas',
-        searcher_args=dict(signal='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
-                           ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04, num_policies=6)),
+                           num_policies=3, ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04)),
     Arm('dada', SEARCHED, 'DADA (Li et al., 2020): sub-policies learned by a differentiable relaxation',
         searcher='dada'),
-    Arm('daas', SEARCHED, "DAAS (Wang et al., 2021): REINFORCE on the validation loss's improvement, DDAS's "
-        'policy', searcher='daas'),
-    # as ddas_lookahead_k6, with DAAS's on-policy REINFORCE update
-    Arm('daas_lookahead', SEARCHED, 'DAAS with the look-ahead reward: 6 policies drawn from p per round, '
-        'REINFORCE with a leave-one-out baseline', searcher='daas',
-        searcher_args=dict(reward='lookahead', lookahead_steps=PER_TASK, lookahead_val_batches=PER_TASK,
-                           ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04, lookahead_policies=6)),
+    # DAAS's defaults (DAASSearcher); each task sets the round length
+    Arm('daas', SEARCHED, "DAAS (Wang et al., 2021) with its defaults: REINFORCE on the validation loss that "
+        'a round of training with each of 6 policies drawn from p saves (the look-ahead reward), '
+        "DDAS's policy", searcher='daas', searcher_args=dict(reward='lookahead', lookahead_steps=PER_TASK,
+                                                             lookahead_val_batches=PER_TASK)),
+    # the default until 2026-12-04
+    Arm('daas_paired', SEARCHED, "DAAS with the one-step paired reward: the validation-loss change one step "
+        'makes on the same batch', searcher='daas', searcher_args=dict(reward='paired', lr_alpha=PER_TASK,
+                                                                       lr_beta=PER_TASK)),
 )
 #: name -> :class:`Arm`, in the order the detection comparison runs them.
 ARMS: Mapping[str, Arm] = MappingProxyType({arm.name: arm for arm in _ROWS})

@@ -45,17 +45,19 @@ from .planted_harm import Data, _batches, _context, accuracy
 #: The classification comparison's arms without a search, built by :func:`baseline_policy` (rows of
 #: :data:`det_autoaug.evaluation.arms.ARMS`); its searched arms are :data:`SEARCHED_ARMS`.
 BASELINE_ARMS = task_arms('none', 'handpicked', 'randaugment', 'trivialaugment', 'uniform')
-SEARCHED_ARMS = task_arms('ddas', 'ddas_lookahead', 'daas', 'dada')
+SEARCHED_ARMS = task_arms('ddas', 'ddas_one_step', 'ddas_lookahead', 'daas', 'daas_paired', 'dada')
 #: RandAugment's 14 ops (Cubuk et al. 2020, as torchvision and timm implement it).
 RANDAUGMENT_OPS = ('Identity', 'AutoContrast', 'Equalize', 'Rotate', 'Solarize', 'Color', 'Posterize',
                    'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
-# Classification's part of the searched arms' arguments, as in the planted-harm harness: DDAS's and DAAS's
-# learning rates are those of the shipped Fashion-MNIST search config (configs/cls/wrn_fashion_mnist_ddas.py);
-# the look-ahead updates once per 50-step round.
+# Classification's part of the searched arms' arguments, as in the planted-harm harness: the look-ahead
+# updates once per 50-step round; the one-step DDAS and DAAS arms take the learning rates of the
+# shipped Fashion-MNIST search config (configs/cls/wrn_fashion_mnist_ddas.py).
 _SEARCH_ARGS = {
-    'ddas': dict(lr_alpha=0.03, lr_beta=0.006),
+    'ddas': dict(lookahead_steps=50, lookahead_val_batches=16),
+    'ddas_one_step': dict(lr_alpha=0.03, lr_beta=0.006),
     'ddas_lookahead': dict(lookahead_steps=50, lookahead_val_batches=16),
-    'daas': dict(lr_alpha=0.03, lr_beta=0.006),
+    'daas': dict(lookahead_steps=50, lookahead_val_batches=16),
+    'daas_paired': dict(lr_alpha=0.03, lr_beta=0.006),
 }
 
 
@@ -101,8 +103,9 @@ class CompareSetting:
 def quick_setting() -> CompareSetting:
     """Seconds-sized: the test suite runs every arm with it (no claim on results)."""
     searchers = _searchers()
-    searchers['ddas_lookahead'] = dict(name='ddas', cfg=dict(searchers['ddas_lookahead']['cfg'],
-                                                             lookahead_steps=2, lookahead_val_batches=2))
+    for spec in searchers.values():  # rounds of 2 steps, so that one completes
+        if 'lookahead_steps' in spec['cfg']:
+            spec['cfg'] = dict(spec['cfg'], lookahead_steps=2, lookahead_val_batches=2)
     return CompareSetting(per_class=4, val_images=40, test_images=60, batch=8, steps=4, search_steps=4, seeds=(0,),
                           searchers=searchers)
 

@@ -22,28 +22,30 @@ its searcher: :mod:`det_autoaug.evaluation.arms`; what it inserts here):
 - ``uniform``: ``PolicyAugment`` with a policy file over the same space as the search
   (``det_default``, 36 entries) with uniform ``probs`` (:func:`write_uniform_policy`); its
   ``apply_prob`` is the searched policy's final ``s`` of the same seed when the ``ddas`` arm runs
-  (so ``uniform`` and ``ddas`` differ only in what the search learned about ``p``), else the DDAS
-  initial 0.35; ``settings['uniform_apply_prob']`` (``--uniform-apply-prob``) sets it instead, e.g. to
-  another searcher's final ``s``.
+  and entries per policy (so ``uniform`` and ``ddas`` differ only in what the search learned about
+  ``p``), else the DDAS initial 0.35 and 2 entries; ``settings['uniform_apply_prob']`` and
+  ``settings['uniform_ops_per_policy']`` (``--uniform-apply-prob``, ``--uniform-ops-per-policy``) set
+  them instead, e.g. to another searcher's.
 - ``ddas``: the policy searched by ``PolicySearchHook`` (:func:`run_search`: a Runner built from
   the search config, default ``configs/digits/centernet_slim_digits_ddas.py``, on the same
-  training data and scale); trained with ``PolicyAugment(policy=<policy.json>)``, which follows
-  the searched trajectory epoch by epoch (the DDAS schedule; dataloader workers are not
-  persistent so that they see the current epoch).
-- ``ddas_paper``: as ``ddas`` with the published estimator (``searcher_cfg=dict(estimator='paper')``).
-- ``ddas_lookahead``: as ``ddas`` with the look-ahead signal (25-step rounds, single-entry
-  policies, ``lr_alpha`` 0.2: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`);
-  ``ddas_lookahead_k6`` the same with 6 proposals per round, ``daas_lookahead`` DAAS with the
-  look-ahead reward (6 on-policy proposals per round, otherwise as ``ddas_lookahead_k6``).
-- ``dada``, ``daas``: the same search config, hook and budget with the searcher DADA or DAAS (the
-  hook's DDAS hyper-parameters that a searcher does not read are ignored), trained with their
+  training data and scale) with DDAS's defaults (the look-ahead signal, 6 single-entry policies
+  per 25-step round: :data:`SEARCHED_ARMS`; :mod:`det_autoaug.search.lookahead`); trained with
+  ``PolicyAugment(policy=<policy.json>)``, which follows the searched trajectory epoch by epoch
+  (the DDAS schedule; dataloader workers are not persistent so that they see the current epoch).
+- ``ddas_one_step``: DDAS with the paper's one-step reward and settings (K = 3 pairs of entries,
+  0.005 / 0.001) and the centred estimator, DDAS's default until 2026-12-04; ``ddas_paper``: the
+  same with the published estimator; ``ddas_lookahead``: the look-ahead with 3 proposals per round;
+  ``daas_paired``: DAAS with its one-step paired reward (its default until 2026-12-04).
+- ``dada``, ``daas``: the same search config, hook and budget with the searcher DADA or DAAS at
+  its defaults (DAAS: the look-ahead reward in 25-step rounds; the hook's DDAS arguments go:
+  ``set_hook_searcher``), trained with their
   policy files the same way (DADA's holds sub-policies, each op with its own probability and
   magnitude).
 
 Every search's cost is reported: wall time of the search run, the hook's own ``search_seconds``
 and ``search_steps``, and model passes (batch forwards through the detector, with or without a
-backward, counted by the hook: DDAS ``num_policies + 2`` per step, DADA 4, DAAS 3 with its
-default paired reward).
+backward, counted by the hook: look-ahead DDAS 1 per step plus ``(K + 1)(L + V)`` per round,
+one-step DDAS ``num_policies + 2`` per step, DADA 4, DAAS 3 with its paired reward).
 
 Schedule (all arms and the search, :func:`configure_run`): SGD from the config, linear warm-up
 over the first ``min(200, iterations / 4)`` iterations, then cosine annealing per epoch to 1% of
@@ -56,6 +58,7 @@ trains and searches with the same functions.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -69,7 +72,7 @@ DEFAULT_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits.py'
 DEFAULT_SEARCH_CONFIG = ROOT / 'configs' / 'digits' / 'centernet_slim_digits_ddas.py'
 #: The detection comparison's arms, in its order (rows of :data:`det_autoaug.evaluation.arms.ARMS`).
 ARMS = task_arms('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas',
-                 'ddas_paper', 'ddas_lookahead', 'ddas_lookahead_k6', 'dada', 'daas', 'daas_lookahead')
+                 'ddas_one_step', 'ddas_paper', 'ddas_lookahead', 'dada', 'daas', 'daas_paired')
 # The hand-picked arm: scale and translation jitter plus colour jitter with mmdet's own transforms
 # (as configs/digits/centernet_slim_digits_handpicked.py); degenerate boxes are dropped after.
 HANDPICKED = [dict(type='RandomAffine', max_rotate_degree=0.0, max_translate_ratio=0.1,
@@ -89,9 +92,12 @@ _PIPELINES = {
 #: The arms trained with a policy file: the random control (written by :func:`write_uniform_policy`) and
 #: the searched arms (written by their search).
 POLICY_FILE_KINDS = (RANDOM, SEARCHED)
-# Detection's part of the searched arms' arguments: one look-ahead policy update per 25-step round.
-_SEARCH_ARGS = {name: dict(lookahead_steps=25, lookahead_val_batches=4)
-                for name in ('ddas_lookahead', 'ddas_lookahead_k6', 'daas_lookahead')}
+# One look-ahead round per 25 steps (12 in a 300-step search); the one-step arms at the paper's CIFAR
+# learning rates (the search config's until 2026-12-04).
+_SEARCH_ARGS = dict({name: dict(lookahead_steps=25, lookahead_val_batches=4)
+                     for name in ('ddas', 'ddas_lookahead', 'daas')},
+                    **{name: dict(lr_alpha=0.005, lr_beta=0.001) for name in ('ddas_one_step', 'ddas_paper',
+                                                                              'daas_paired')})
 #: Searched arms: (searcher name, its arguments on top of the search config's).
 SEARCHED_ARMS = {name: get_arm(name).searcher_cfg(**_SEARCH_ARGS.get(name, {}))
                  for name in ARMS if get_arm(name).kind == SEARCHED}
@@ -102,9 +108,16 @@ FULL_SIZES = {'train': 1500, 'val': 100, 'test': 300}
 METRICS = ('bbox_mAP', 'bbox_mAP_50')
 
 
-def uses_lookahead(searcher_cfg: Dict[str, Any]) -> bool:
-    """Whether a searcher's arguments select look-ahead rounds (DDAS's signal or DAAS's reward)."""
-    return searcher_cfg.get('signal') == 'lookahead' or searcher_cfg.get('reward') == 'lookahead'
+def quick_rounds(hook: dict) -> None:
+    """Rounds of 2 steps and one validation batch for a searcher that takes ``lookahead_steps``
+    (DDAS, DAAS; read with their look-ahead signal only), so that a round completes in the few
+    steps of the quick mode."""
+    from ..search.searchers import searcher_class  # torch: imported when a search runs
+
+    searcher = hook.get('searcher', 'DDAS')
+    searcher = dict(type=searcher) if isinstance(searcher, str) else dict(searcher)
+    if 'lookahead_steps' in inspect.signature(searcher_class(searcher.get('type', 'DDAS')).__init__).parameters:
+        hook['searcher'] = dict(searcher, lookahead_steps=2, lookahead_val_batches=1)
 
 
 def set_data(cfg, data_root: str) -> None:
@@ -235,10 +248,9 @@ def run_search(config: str, *, searcher: str = 'ddas', data_root: str, scale: in
     if not hooks:
         raise SystemExit(f'--search-config {config} has no search hook (PolicySearchHook) in custom_hooks')
     name, searcher_cfg = SEARCHED_ARMS[searcher]
-    searcher_cfg = dict(searcher_cfg)
-    if quick and uses_lookahead(searcher_cfg):  # a few steps: rounds of 2 so that one completes
-        searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
     set_hook_searcher(hooks[0], name, searcher_cfg)
+    if quick:
+        quick_rounds(hooks[0])
     configure_run(cfg, data_root=data_root, scale=scale, epochs=epochs, seed=seed, work_dir=work_dir,
                   num_workers=num_workers, name=f'search_{searcher}_seed{seed}', iters_per_epoch=iters_per_epoch)
     start = time.perf_counter()
@@ -265,10 +277,10 @@ def top_entries(policy: Dict[str, Any], n: int) -> List[Dict[str, Any]]:
     return out
 
 
-def write_uniform_policy(path: Path, apply_prob: float) -> str:
+def write_uniform_policy(path: Path, apply_prob: float, ops_per_policy: int = 2) -> str:
     """Write a policy file over :data:`SEARCH_SPACE` with uniform probs (the random-policy control); its path."""
     from ..utils.uniform_policy import write_uniform_policy as write_uniform
 
-    write_uniform(path, SEARCH_SPACE, apply_prob, ops_per_policy=2,
+    write_uniform(path, SEARCH_SPACE, apply_prob, ops_per_policy=ops_per_policy,
                   meta=dict(note='uniform control for tools/compare_det.py'))
     return str(path)

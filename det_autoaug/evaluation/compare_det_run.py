@@ -109,7 +109,10 @@ def run_comparison(settings: Dict[str, Any], *, work_dir: Path, data: Optional[s
                 apply_prob = settings['uniform_apply_prob']
             else:
                 apply_prob = ddas['apply_prob'] if ddas is not None else INIT_APPLY_PROB
-            policies['uniform'] = write_uniform_policy(work_dir / f'uniform_seed{seed}.json', apply_prob)
+            ops = settings.get('uniform_ops_per_policy')
+            if ops is None:
+                ops = json.loads(Path(ddas['policy']).read_text())['ops_per_policy'] if ddas is not None else 2
+            policies['uniform'] = write_uniform_policy(work_dir / f'uniform_seed{seed}.json', apply_prob, ops)
         for arm in settings['arms']:
             if (arm, seed) in done:
                 continue

@@ -41,12 +41,11 @@ from .planted_harm import entry_probs, make_null, paired_effects, summarise
 
 SPACE = 'det_planted'
 # name -> (searcher of PolicySearchHook, searcher_cfg on top of the search config's): the detection
-# comparison's searched arms (ddas: the shipped defaults of configs/_base_/ddas_search.py)
-# (ddas_lookahead_k6: 6 proposals per round, a less noisy update per round; 5/5 beyond its null on Fashion-MNIST)
+# comparison's searched arms (ddas, daas: their defaults; ddas's are those of configs/_base_/ddas_search.py)
 SEARCHERS = {name: compare_det.SEARCHED_ARMS[name]
-             for name in ('ddas_lookahead', 'ddas_lookahead_k6', 'ddas', 'daas', 'daas_lookahead', 'dada')}
-#: what the harness runs unless told otherwise (the shipped searchers and the look-ahead of the comparison)
-DEFAULT_SEARCHERS = ('ddas_lookahead', 'ddas', 'daas', 'dada')
+             for name in ('ddas', 'ddas_one_step', 'ddas_lookahead', 'daas', 'daas_paired', 'dada')}
+#: what the harness runs unless told otherwise: the shipped searchers
+DEFAULT_SEARCHERS = ('ddas', 'daas', 'dada')
 FULL = dict(sizes=compare_det.FULL_SIZES, scale=96, epochs=24, search_epochs=2, seeds=[0, 1, 2],
             search_seeds=[0, 1, 2, 3, 4], null_seeds=list(range(10)), num_workers=0)
 QUICK = dict(sizes=compare_det.QUICK_SIZES, scale=48, epochs=1, search_epochs=1, seeds=[0, 1],
@@ -97,11 +96,10 @@ def search_run(name: str, searcher: str, seed: int, null: bool, setting: Dict[st
     hooks = search_hooks(cfg)
     if not hooks:
         raise SystemExit(f'search config {setting["search_config"]} has no search hook (PolicySearchHook)')
-    searcher_cfg = dict(searcher_cfg)
-    if setting['quick'] and compare_det.uses_lookahead(searcher_cfg):  # rounds of 2 so that one completes
-        searcher_cfg.update(lookahead_steps=2, lookahead_val_batches=1)
     hooks[0]['space'] = SPACE
     set_hook_searcher(hooks[0], kind, searcher_cfg)
+    if setting['quick']:
+        compare_det.quick_rounds(hooks[0])
     out = Path(work_dir) / name
     compare_det.configure_run(cfg, data_root=setting['data_root'], scale=setting['scale'],
                               epochs=setting['search_epochs'], seed=seed, work_dir=out,

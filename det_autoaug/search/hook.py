@@ -14,8 +14,10 @@ How the hook takes over the training step: in ``before_run`` it replaces the mod
 iteration-based), schedulers, logging, checkpointing and evaluation exactly as configured; the
 hook is the only line a user adds to a stock config.
 
-DDAS's step (REFERENCE section 1, :class:`~det_autoaug.search.searchers.DDASSearcher`), with
-``K = num_policies``:
+DDAS's step with ``signal='one_step'`` (the published one, REFERENCE section 1,
+:class:`~det_autoaug.search.searchers.DDASSearcher`; DDAS's default look-ahead signal trains the
+model one plain step and, every ``lookahead_steps`` steps, runs its branches:
+:mod:`det_autoaug.search.lookahead`), with ``K = num_policies``:
 
 1. draw K policies (ordered pairs of space entries) with the policy generator;
 2. gradient of the loss on the clean batch -> flat buffer 0; on copy k augmented with
@@ -64,11 +66,12 @@ class PolicySearchHook(Hook):
     Args:
         searcher: the searcher's config, ``dict(type='DDAS', num_policies=3, lr_alpha=0.005)``: its
             type (:data:`~det_autoaug.search.searchers.SEARCHER_TYPES`) and its keyword arguments
-            (e.g. ``estimator='paper'`` or ``signal='lookahead'`` for DDAS, ``lr=3e-3, top_k=10``
+            (e.g. ``signal='one_step', estimator='paper'`` for the published DDAS, ``lr=3e-3, top_k=10``
             for DADA, ``baseline_decay=0.95`` for DAAS, ``lr_arch=3e-3, tau=5.0`` for DAASJoint,
             which needs a model with choice blocks and writes ``arch.json`` beside the policy); or
             just a type (``'DAAS'``), or a :class:`~det_autoaug.search.searchers.Searcher` built over
-            the entries of ``space``. Default: DDAS with its published settings.
+            the entries of ``space``. Default: DDAS with its defaults (the look-ahead signal;
+            :class:`~det_autoaug.search.searchers.DDASSearcher`).
         space: name of the search space (:data:`det_autoaug.ops.spaces.SPACES`).
         val_fraction: fraction of the training set held out for validation batches
             (ignored when ``val_dataloader`` is given).
@@ -363,7 +366,10 @@ class DDASSearchHook(PolicySearchHook):
         given = dict(num_policies=num_policies, ops_per_policy=ops_per_policy, init_apply_prob=init_apply_prob,
                      lr_alpha=lr_alpha, lr_beta=lr_beta, explore_ratio=explore_ratio)
         self.searcher_name = searcher
-        self.searcher_cfg = dict({k: given[k] for k in _SHARED_ARGS.get(searcher, ())}, **(searcher_cfg or {}))
+        # the alias keeps the searchers' former defaults: DDAS's one-step signal, DAAS's paired reward
+        former = {'ddas': dict(signal='one_step'), 'daas': dict(reward='paired')}.get(searcher, {})
+        self.searcher_cfg = dict(former, **{k: given[k] for k in _SHARED_ARGS.get(searcher, ())},
+                                 **(searcher_cfg or {}))
         try:
             built = build_searcher(searcher, get_space(space), self.searcher_cfg)
         except ValueError as e:

@@ -7,7 +7,6 @@ For the tools that edit configs (``tools/search_det.py``, ``tools/search_cls.py`
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, List, Mapping, Optional
 
 from .searchers import SEARCHER_TYPES, searcher_class
@@ -55,8 +54,9 @@ def set_hook_searcher(hook: dict, searcher: str, overrides: Optional[Mapping[str
     """Make a search hook config run ``searcher`` (a name or a type), with ``overrides`` of its arguments.
 
     ``PolicySearchHook``: ``hook['searcher']`` becomes ``dict(type=..., ...)``; when the type changes,
-    the arguments of the former searcher that the new one takes stay (``lr_alpha`` from DDAS to DAAS),
-    the others go; ``overrides`` on top. ``DDASSearchHook``: ``hook['searcher']`` becomes the name,
+    the former searcher's arguments go (they were set for it: DDAS's look-ahead learning rates mean
+    nothing to DAAS's one-step reward), so the new one runs with its defaults and ``overrides``; the
+    same type keeps its arguments, ``overrides`` on top. ``DDASSearchHook``: ``hook['searcher']`` becomes the name,
     ``overrides`` are merged into ``hook['searcher_cfg']`` (set only when ``overrides`` is given).
 
     Raises:
@@ -71,6 +71,5 @@ def set_hook_searcher(hook: dict, searcher: str, overrides: Optional[Mapping[str
     current = hook.get('searcher', 'DDAS')
     current = dict(type=current) if isinstance(current, str) else dict(current)
     if searcher_class(current.pop('type', 'DDAS')) is not cls:
-        takes = inspect.signature(cls.__init__).parameters
-        current = {k: v for k, v in current.items() if k in takes}
+        current = {}
     hook['searcher'] = dict(type=_type_name(cls), **dict(current, **(overrides or {})))

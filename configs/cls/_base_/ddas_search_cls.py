@@ -1,4 +1,6 @@
-# PolicySearchHook with DDAS for classification (REFERENCE section 1, official CIFAR settings).
+# PolicySearchHook with DDAS for classification (REFERENCE section 1, official CIFAR settings: the
+# one-step signal of the paper; the look-ahead, DDAS's default, needs a search of 12 or more rounds
+# of lookahead_steps, see configs/_base_/ddas_search.py).
 # The training pipeline must not augment: the hook makes the augmented copies itself.
 # Images reach the model as RGB uint8 (det_autoaug.cls datasets), hence bgr_inputs=False.
 custom_hooks = [
@@ -6,6 +8,7 @@ custom_hooks = [
         type='PolicySearchHook',
         searcher=dict(
             type='DDAS',
+            signal='one_step',
             num_policies=3,        # K augmented copies per step
             ops_per_policy=2,
             init_apply_prob=0.35,  # initial s

@@ -8,7 +8,9 @@ probability that an image is augmented), each with its own Adam (betas (0.5, 0.9
 export, trajectory and checkpoint format are DDAS's with ``searcher = 'daas'``. This module
 computes the reward and the REINFORCE gradients, which the policy's Adam step applies.
 
-One step (REINFORCE with a moving-average baseline):
+The default reward is the look-ahead (``reward='lookahead'``, below); the one-step rewards come
+first here because the paper's is one of them. One step with a one-step reward (REINFORCE with a
+moving-average baseline):
 
 1. draw a policy ``tau`` (``ops_per_policy`` entries from ``p``, with replacement) and, per image,
    ``a_i ~ Bernoulli(s)``;
@@ -93,7 +95,16 @@ from .base import LogItems, PlotSeries, Searcher, check_int, check_positive, sel
 
 #: 2: the state records its ``reward``; a version-1 state was searched with ``'val_loss'``.
 STATE_VERSION = 2
-REWARDS = ('paired', 'val_loss', 'lookahead')
+REWARDS = ('lookahead', 'paired', 'val_loss')
+#: The defaults of the arguments that depend on the reward. ``'lookahead'`` (the default): the
+#: setting that moved the planted harmful entries beyond the shuffled-reward null on both
+#: planted-harm setups (docs/results.md, "Planted harm"), as DDAS's look-ahead does; one Adam step
+#: per round needs the larger learning rates. The one-step rewards: DDAS's published CIFAR settings.
+REWARD_DEFAULTS = {
+    'lookahead': dict(ops_per_policy=1, lr_alpha=0.2, lr_beta=0.04),
+    'paired': dict(ops_per_policy=2, lr_alpha=0.005, lr_beta=0.001),
+    'val_loss': dict(ops_per_policy=2, lr_alpha=0.005, lr_beta=0.001),
+}
 
 
 class ValidationBatch:
@@ -137,7 +148,11 @@ class ValidationBatch:
 
 
 class DAASSearcher(Searcher):
-    """DAAS: REINFORCE on the validation-loss change one training step makes.
+    """DAAS: REINFORCE on the validation loss that training with a policy saves.
+
+    ``ops_per_policy``, ``lr_alpha`` and ``lr_beta`` default (None) to the reward's values in
+    :data:`REWARD_DEFAULTS`: single-entry policies and 0.2 / 0.04 with the default look-ahead reward,
+    pairs of entries and 0.005 / 0.001 with the one-step rewards.
 
     Args:
         entries: the search-space entries.
@@ -145,11 +160,11 @@ class DAASSearcher(Searcher):
         init_apply_prob: initial s.
         lr_alpha: Adam learning rate of alpha.
         lr_beta: Adam learning rate of beta.
-        baseline_decay: m, the moving-average factor of the baseline, in [0, 1).
-        reward: ``'paired'`` (default: ``L_before - L_after`` on one validation batch, 3 model
-            passes per step), ``'val_loss'`` (``-L_after`` on a fresh batch, 2 passes; noisy) or
-            ``'lookahead'`` (module doc: the validation loss L-step branches save against a clean
-            branch, one policy update per round; give it a larger ``lr_alpha``).
+        baseline_decay: m, the moving-average factor of the baseline of the one-step rewards, in [0, 1).
+        reward: ``'lookahead'`` (default; module doc: the validation loss L-step branches save against
+            a clean branch, one policy update per round of L steps), ``'paired'`` (``L_before -
+            L_after`` on one validation batch, 3 model passes per step; the default until
+            2026-12-04) or ``'val_loss'`` (``-L_after`` on a fresh batch, 2 passes; noisy).
         lookahead_policies: K, policies drawn per look-ahead round (>= 2, for the leave-one-out
             baseline; ``reward='lookahead'`` only: the one-step rewards draw one policy per step).
         lookahead_steps: L, training steps per look-ahead round (``reward='lookahead'``).
@@ -159,15 +174,19 @@ class DAASSearcher(Searcher):
     name = 'daas'
     num_grad_slots = 1
 
-    def __init__(self, entries: Sequence[SpaceEntry], ops_per_policy: int = 2, init_apply_prob: float = 0.35,
-                 lr_alpha: float = 0.005, lr_beta: float = 0.001, baseline_decay: float = 0.9,
-                 reward: str = 'paired', lookahead_policies: int = 6, lookahead_steps: int = 50,
-                 lookahead_val_batches: int = 4) -> None:
+    def __init__(self, entries: Sequence[SpaceEntry], ops_per_policy: Optional[int] = None,
+                 init_apply_prob: float = 0.35, lr_alpha: Optional[float] = None, lr_beta: Optional[float] = None,
+                 baseline_decay: float = 0.9, reward: str = 'lookahead', lookahead_policies: int = 6,
+                 lookahead_steps: int = 25, lookahead_val_batches: int = 4) -> None:
         if isinstance(baseline_decay, bool) or not isinstance(baseline_decay, (int, float)) \
                 or not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f'baseline_decay must be in [0, 1), got {baseline_decay!r}')
         if reward not in REWARDS:
             raise ValueError(f'reward={reward!r} is unknown: expected one of {REWARDS}')
+        defaults = REWARD_DEFAULTS[reward]
+        ops_per_policy = defaults['ops_per_policy'] if ops_per_policy is None else ops_per_policy
+        lr_alpha = defaults['lr_alpha'] if lr_alpha is None else lr_alpha
+        lr_beta = defaults['lr_beta'] if lr_beta is None else lr_beta
         check_positive('lr_alpha', lr_alpha)
         check_positive('lr_beta', lr_beta)
         check_int('lookahead_policies', lookahead_policies, 2)  # the leave-one-out baseline needs two
