@@ -19,7 +19,7 @@ from torch import Tensor
 
 from det_autoaug.ops import apply_op, get_op, sample_params
 from det_autoaug.ops.table import FILL_VALUE, OPS
-from det_autoaug.ops.torch_bbox_only import _spans, bbox_only, box_matrix, pad_boxes
+from det_autoaug.ops.torch_bbox_only import _spans, bbox_crops, bbox_only, box_matrix, pad_boxes
 from det_autoaug.ops.torch_colour import equalize, solarize
 from det_autoaug.ops.torch_geometric import warp
 
@@ -262,3 +262,78 @@ def test_solarize_on_a_one_pixel_image():
     args = ('Solarize_Only_BBoxes', images, torch.tensor([100.0]), torch.ones(1), boxes, mask, [torch.zeros(3, 2)])
     assert torch.equal(bbox_only(*args), _reference_bbox_only(*args))
     assert torch.equal(bbox_only(*args), torch.tensor([[[[55.0]], [[10.0]], [[0.0]]]]))
+
+
+# ----------------------------------------------------------------------------- crop copies and the grid
+
+def _tiny_boxes(height: int, width: int) -> Tensor:
+    """The whole image, beyond it, a corner, a sub-pixel (empty) box and an empty one."""
+    return torch.tensor([[0.0, 0.0, float(width), float(height)], [-2.0, -1.0, width + 3.0, height + 0.7],
+                         [width * 0.5, height * 0.5, float(width), float(height)],
+                         [0.2, 0.2, 0.4, 0.4], [1.0, 1.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize('size', [(2, 2), (2, 3), (3, 2)], ids=lambda s: f'{s[0]}x{s[1]}')
+@pytest.mark.parametrize('name', sorted(WARPS) + ['Equalize_Only_BBoxes'])
+def test_tiny_images_equal_the_box_by_box_kernel(name, size):
+    # Crops as large as the image, reaching past it or empty. (On a side of 1 px the reference's
+    # whole-image warp normalises by side - 1 = 0: see the next test.)
+    height, width = size
+    g = torch.Generator().manual_seed(13)
+    images = (torch.rand(2, 3, height, width, generator=g, dtype=torch.float64) * 255).round()
+    boxes = [_tiny_boxes(height, width), _tiny_boxes(height, width)[[2, 0]]]
+    params = sample_params(name, 2, height, width, boxes, generator=g, box_prob=1.0)
+    lo, hi = get_op(name).magnitude_range
+    magnitude = torch.tensor([lo + 0.4 * (hi - lo), hi], dtype=torch.float64)
+    got, expected = _kernels(name, images, boxes, params, magnitude)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize('name', sorted(WARPS))
+def test_warps_of_a_one_pixel_image_by_hand(name):
+    # The pixel's centre (0.5, 0.5) samples its own value (rotation and flip about the box
+    # centre), or goes by s / 2 (shear about the corner, s = 0.3) or by t = 0.3 * 1 px
+    # (translation): bilinear with zeros outside the box keeps 1 - 0.15 or 1 - 0.3 of (x - 128).
+    images = torch.tensor([[[[200.0]], [[10.0]], [[128.0]]]], dtype=torch.float64)
+    kept = {'Rotate_Only_BBoxes': 1.0, 'Flip_Only_BBoxes': 1.0, 'ShearX_Only_BBoxes': 0.85,
+            'ShearY_Only_BBoxes': 0.85, 'TranslateX_Only_BBoxes': 0.7, 'TranslateY_Only_BBoxes': 0.7}[name]
+    for sign in (1.0, -1.0):
+        got = bbox_only(name, images, torch.tensor([0.3], dtype=torch.float64), torch.tensor([sign]),
+                        [torch.tensor([[0.0, 0.0, 1.0, 1.0]])], [torch.ones(1, dtype=torch.bool)], [torch.zeros(1, 2)])
+        torch.testing.assert_close(got, FILL_VALUE + kept * (images - FILL_VALUE), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('name', sorted(WARPS & set(AUTOGRAD)))
+def test_warp_grid_with_and_without_autograd_is_the_same(name, dtype):
+    # The sample grid is built in place without autograd and out of place with it.
+    images, boxes, params, magnitude = _case(name, [50, 5], dtype, seed=14)
+    args = (name, images, magnitude, params.sign.to(dtype), boxes, params.box_mask, params.box_center)
+    plain = bbox_only(*args)
+    tracked = bbox_only(name, images, magnitude.clone().requires_grad_(True), *args[3:])
+    assert tracked.requires_grad and torch.equal(tracked.detach(), plain)
+
+
+def test_crops_go_back_to_their_boxes_in_order_whatever_the_crop_layout():
+    # A crop op that doubles the box's pixels and hands back a channel-major (non-contiguous)
+    # tensor: box after box, a pixel ends up multiplied by 2 per selected box covering it.
+    g = torch.Generator().manual_seed(15)
+    height, width = 23, 31
+    boxes = [torch.cat([_boxes(30, height, width, g), _tiny_boxes(height, width)]), _boxes(4, height, width, g),
+             torch.zeros(0, 4)]
+    masks = [torch.rand(b.shape[0], generator=g) < 0.7 for b in boxes]
+    images = torch.rand(3, 2, height, width, generator=g, dtype=torch.float64)
+
+    def double(crops, magnitude, inside):
+        return (2 * crops).transpose(0, 1).contiguous().transpose(0, 1)
+
+    rows, cols = torch.arange(height)[:, None], torch.arange(width)
+    count = torch.zeros(3, 1, height, width)
+    for i, (b, m) in enumerate(zip(boxes, masks)):
+        for r0, r1, c0, c1 in _spans(*b[m].unbind(-1), height, width).tolist():
+            count[i, 0] += ((rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)).float()
+    expected = images * 2.0 ** count
+    for variant in (images, images.contiguous(memory_format=torch.channels_last)):
+        got = bbox_crops(variant, torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), boxes,
+                         masks, crop_op=double)
+        assert torch.equal(got, expected) and got.is_contiguous()

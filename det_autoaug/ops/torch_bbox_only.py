@@ -262,7 +262,10 @@ def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quant
     a = inverse[:, :2].to(dtype) / quantum   # a power of two: exact
     u = torch.arange(out_size[1], device=device, dtype=dtype)
     v = torch.arange(out_size[0], device=device, dtype=dtype)
-    axes = []
+    # grid_sample reads an (x, y) grid stored as two planes as fast as an interleaved one: each
+    # coordinate is written in place into its plane (on the CPU every fresh large tensor costs
+    # page faults).
+    planes = torch.empty(k, 2, *out_size, dtype=dtype, device=device)
     for axis, side in ((0, cols), (1, rows)):
         column = a[:, axis, 0, None, None] * u
         row = (a[:, axis, 1, None] * v + a[:, axis, 2, None])[:, :, None]
@@ -270,13 +273,21 @@ def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quant
         # value and its (zero) gradient, and the coordinates exactly representable.
         lo, hi = -2.0 / quantum, (side + 1.0) / quantum
         scale = 2.0 * quantum / (side - 1)   # side - 1 is 2^p: exact
-        steps = (column + row).clamp_(lo, hi)
         if a.requires_grad:
-            axes.append((steps + (steps.round() - steps).detach()) * scale - 1.0)
-        else:   # in place: on the CPU every fresh large tensor costs page faults
-            axes.append(steps.round_().mul_(scale).sub_(1.0))
-    grid = torch.stack(axes, dim=-1)
-    return F.grid_sample(crops, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
+            steps = (column + row).clamp(lo, hi)
+            planes[:, axis] = (steps + (steps.round() - steps).detach()) * scale - 1.0
+        else:
+            torch.add(column, row, out=planes[:, axis]).clamp_(lo, hi).round_().mul_(scale).sub_(1.0)
+    return F.grid_sample(crops, planes.permute(0, 2, 3, 1), mode='bilinear', padding_mode='zeros',
+                         align_corners=True)
+
+
+def _crop_view(crops: Tensor, shape: Tuple[int, int, int], j: int, warps: bool) -> Tensor:
+    """Crop ``j`` of ``crops`` as a ``shape`` ``(C, h, w)`` view: its top left (warps, ``(K, C,
+    h', w')``) or, row-major, the start of its row (the others, ``(K, C, 1, L)``)."""
+    batch, channel, row, column = crops.stride()
+    strides = (channel, row, column) if warps else (channel, shape[2] * column, column)
+    return crops.as_strided(shape, strides, crops.storage_offset() + j * batch)
 
 
 def _cutout_only_bboxes(images: Tensor, magnitude: Tensor, image: Tensor, boxes: Tensor,
@@ -415,23 +426,27 @@ def bbox_crops(images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tens
         quantum = 2.0 ** math.ceil(math.log2(max(2, height, width))) * torch.finfo(dtype).eps
 
     rects, owner = rects.tolist(), image.tolist()
+    # running is a fresh contiguous clone (storage offset 0): a box's region starts at its flat index.
+    image_stride, region_strides = running.stride(0), running.stride()[1:]
     for members in batches:
         k = torch.from_numpy(members).to(device)
         out_h, out_w = (int(n) for n in layout[members].max(axis=0))
         # The warps' canvas sides are 2^p + 1 (see _warp_crops).
         canvas = [2 ** max(1, math.ceil(math.log2(n))) + 1 for n in (out_h, out_w)] if warps else [1, out_h]
         crops = torch.full((len(members), channels, *canvas), FILL_VALUE, dtype=dtype, device=device)
+        # Each box's region as one strided view per tensor (one call instead of an index per
+        # dimension: the per-box calls are most of the copying's cost).
+        views = []
         for j, i in enumerate(members.tolist()):
             r0, r1, c0, c1 = rects[i]
-            target = crops[j, :, :r1 - r0, :c1 - c0] if warps else crops[j, :, 0, :(r1 - r0) * (c1 - c0)]
-            target.view(channels, r1 - r0, c1 - c0).copy_(running[owner[i], :, r0:r1, c0:c1])
+            views.append(((channels, r1 - r0, c1 - c0), j, owner[i] * image_stride + r0 * width + c0))
+        for shape, j, at in views:
+            _crop_view(crops, shape, j, warps).copy_(running.as_strided(shape, region_strides, at))
         if warps:   # warped as (x - fill), zero outside the crop, as .torch_geometric.warp does
             new = _warp_crops(crops.sub_(FILL_VALUE), inverse[k], (out_h, out_w), quantum).add_(FILL_VALUE)
         else:
             inside = torch.arange(out_h, device=device) < torch.from_numpy(areas[members]).to(device)[:, None]
             new = crop_op(crops, magnitude[image[k]], inside[:, None, None])
-        for j, i in enumerate(members.tolist()):
-            r0, r1, c0, c1 = rects[i]
-            source = new[j, :, :r1 - r0, :c1 - c0] if warps else new[j, :, 0, :(r1 - r0) * (c1 - c0)]
-            running[owner[i], :, r0:r1, c0:c1] = source.view(channels, r1 - r0, c1 - c0)
+        for shape, j, at in views:
+            running.as_strided(shape, region_strides, at).copy_(_crop_view(new, shape, j, warps))
     return running
