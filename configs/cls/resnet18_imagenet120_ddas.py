@@ -22,8 +22,8 @@ optim_wrapper = dict(type='OptimWrapper',
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, convert_to_iter_based=True)]
 custom_hooks = [
     dict(type='PolicySearchHook',
-         searcher=dict(type='DDAS', signal='one_step', num_policies=3, ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.003,
-                       lr_beta=0.001, explore_ratio=1.0),
+         searcher=dict(type='DDAS', signal='one_step', num_policies=3, ops_per_policy=2, init_apply_prob=0.35,
+                       lr_alpha=0.003, lr_beta=0.001, explore_ratio=1.0),
          space='ddas_imagenet', val_fraction=20 / 70, bgr_inputs=False, policy_file='policy.json',
          snapshot_interval='epoch'),
 ]

@@ -14,8 +14,8 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.05, mo
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, convert_to_iter_based=True)]
 custom_hooks = [
     dict(type='PolicySearchHook',
-         searcher=dict(type='DDAS', signal='one_step', num_policies=3, ops_per_policy=2, init_apply_prob=0.35, lr_alpha=0.03,
-                       lr_beta=0.006, explore_ratio=1.0),
+         searcher=dict(type='DDAS', signal='one_step', num_policies=3, ops_per_policy=2, init_apply_prob=0.35,
+                       lr_alpha=0.03, lr_beta=0.006, explore_ratio=1.0),
          space='ddas_cifar', val_fraction=0.5, bgr_inputs=False, policy_file='policy.json',
          snapshot_interval='epoch'),
 ]

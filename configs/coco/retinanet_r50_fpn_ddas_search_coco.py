@@ -18,3 +18,10 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type='CosineAnnealingLR', begin=0, end=max_epochs, by_epoch=True, eta_min=0.0001),
 ]
+# The look-ahead's round length (DDAS's default signal, configs/_base_/ddas_search.py): 16,000
+# training images x 4 epochs at 16 images per step (8 GPUs x 2) make 4,000 steps, so 250-step
+# rounds give 16 policy updates, the regime the default learning rates were measured in on the
+# embedded data (12-16 rounds); not measured on COCO. With fewer GPUs the steps grow: keep about
+# 15 rounds. A round holds its L batches in memory to replay them in its branches.
+custom_hooks = [dict(type='PolicySearchHook', searcher=dict(type='DDAS', lookahead_steps=250), space='det_default',
+                     val_fraction=0.2, policy_file='policy.json', snapshot_interval='epoch')]
