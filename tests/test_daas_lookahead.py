@@ -12,6 +12,7 @@ from det_autoaug.evaluation.planted_harm import make_null
 from det_autoaug.ops.spaces import SpaceEntry
 from det_autoaug.search.searchers import DAASSearcher, TorchSearchContext
 
+from test_lookahead import TinyNet, _data
 from test_search_null import random_walk_band
 
 ENTRIES = tuple(SpaceEntry(op, 1.0) for op in ('FlipLR', 'FlipUD', 'Invert', 'Identity', 'Solarize'))
@@ -116,26 +117,9 @@ def test_bad_arguments_name_the_value(kwargs, match):
         DAASSearcher(ENTRIES, **kwargs)
 
 
-class _TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.head = nn.Linear(4 * 6 * 6, 3)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.bn(self.conv(x / 255.0))).flatten(1))
-
-
-def _data(seed: int, n: int = 4):
-    gen = torch.Generator().manual_seed(seed)
-    return dict(inputs=torch.randint(0, 256, (n, 1, 6, 6), generator=gen).float(),
-                targets=torch.randint(0, 3, (n,), generator=gen))
-
-
 def test_a_round_updates_once_with_the_branches_rewards_and_keeps_the_main_model():
     torch.manual_seed(0)
-    model = _TinyNet()
+    model = TinyNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     val = iter([_data(100, 8)] * 100)
     ctx = TorchSearchContext(model, nn.functional.cross_entropy, opt, lambda: next(val), num_slots=1, seed=0)
@@ -146,7 +130,7 @@ def test_a_round_updates_once_with_the_branches_rewards_and_keeps_the_main_model
     main = []
     train_step = ctx.train_step
     ctx.train_step = lambda batch: main.append(1) or train_step(batch)
-    searcher.step(ctx, _data(0))
+    searcher.step(ctx, _data(0, 4))
     assert not seen and searcher.policy.num_updates == 0
     weights_before_finish = None
 
@@ -157,7 +141,7 @@ def test_a_round_updates_once_with_the_branches_rewards_and_keeps_the_main_model
         weights_before_finish = {k: v.clone() for k, v in model.state_dict().items()}
         return finish(c, chains)
     searcher.lookahead.finish = spy
-    searcher.step(ctx, _data(1))
+    searcher.step(ctx, _data(1, 4))
     assert len(seen) == 1 and seen[0].shape == (3,) and searcher.policy.num_updates == 1
     losses = searcher.lookahead.last_losses  # [clean, policy 1..3]
     np.testing.assert_allclose(seen[0].numpy(), [losses[0] - x for x in losses[1:]], rtol=1e-6)
