@@ -108,6 +108,10 @@ def test_state_carries_the_searcher_name_and_the_keys_written_before():
     other.load_state_dict(state)
     assert torch.equal(other.alpha.detach(), daas.alpha.detach()) and other.num_updates == 1
     assert list(DDASSearcher(ENTRIES).state_dict()) == POLICY_KEYS
+    former = DDASSearcher(ENTRIES, signal='one_step').state_dict()  # the default until 2026-12-04
+    with pytest.raises(ValueError, match="'ops_per_policy' is 2, expected 1.*resume .* with signal='one_step'"):
+        DDASSearcher(ENTRIES).load_state_dict(former)
+    DDASSearcher(ENTRIES, signal='one_step').load_state_dict(former)
     assert list(DDASSearcher(ENTRIES, signal='one_step', horizon=2).state_dict()) == POLICY_KEYS + ['delayed_credit']
     assert list(DAASSearcher(ENTRIES).state_dict()) == ['daas_version', 'reward', 'policy', 'baseline']
     assert list(DAASSearcher(ENTRIES).state_dict()['policy']) == POLICY_KEYS

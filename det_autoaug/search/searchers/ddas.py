@@ -181,7 +181,14 @@ class DDASSearcher(Searcher):
         if (self.horizon > 1) != ('delayed_credit' in state):
             raise ValueError(f'the state was saved with{"out" if self.horizon > 1 else ""} delayed credit; this '
                              f'searcher has horizon={self.horizon}')
-        self.policy.load_state_dict(state)
+        try:
+            self.policy.load_state_dict(state)
+        except ValueError as e:
+            former = SIGNAL_DEFAULTS['one_step']['ops_per_policy']
+            if state.get('ops_per_policy') == former != self.policy.ops_per_policy:
+                raise ValueError(f"{e} (DDAS's default signal became 'lookahead' with single-entry policies: resume "
+                                 "a search started with the former defaults with signal='one_step')") from None
+            raise
         if self.horizon > 1:
             self.credit.load_state_dict(state['delayed_credit'])
 
