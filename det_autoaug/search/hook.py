@@ -64,7 +64,7 @@ class PolicySearchHook(Hook):
     """Search an augmentation policy while the runner trains.
 
     Args:
-        searcher: the searcher's config, ``dict(type='DDAS', num_policies=3, lr_alpha=0.005)``: its
+        searcher: the searcher's config, ``dict(type='DDAS', lookahead_steps=50)``: its
             type (:data:`~det_autoaug.search.searchers.SEARCHER_TYPES`) and its keyword arguments
             (e.g. ``signal='one_step', estimator='paper'`` for the published DDAS, ``lr=3e-3, top_k=10``
             for DADA, ``baseline_decay=0.95`` for DAAS, ``lr_arch=3e-3, tau=5.0`` for DAASJoint,
