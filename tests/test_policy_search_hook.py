@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
@@ -216,3 +217,16 @@ def test_config_helpers_read_and_switch_the_searcher_of_either_hook():
         set_hook_searcher(new, 'nope')
     for hook in (new, old):
         assert isinstance(HOOKS.build(copy.deepcopy(hook)).searcher, DDASSearcher if hook is old else DAASSearcher)
+
+
+def test_the_hook_warns_only_outside_the_measured_rounds():
+    hook = PolicySearchHook(searcher=dict(type='DDAS', lookahead_steps=25))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        hook._check_rounds(450)  # 18 rounds, as make search
+        hook._check_rounds(150)  # 6 rounds, half the measured minimum
+        PolicySearchHook(searcher=dict(type='DDAS', signal='one_step'))._check_rounds(90000)  # no rounds
+    with pytest.warns(UserWarning, match=r'3600 rounds of 25 steps.*lookahead_steps to about 6000'):
+        hook._check_rounds(90000)  # a COCO 1x schedule
+    with pytest.warns(UserWarning, match='4 rounds'):
+        PolicySearchHook(searcher=dict(type='DAAS', lookahead_steps=25))._check_rounds(100)

@@ -59,6 +59,11 @@ from .searchers import SEARCHERS, Searcher, build_searcher
 __all__ = ['PolicySearchHook', 'DDASSearchHook', 'default_val_pipeline', 'RANDOM_TRANSFORM_PREFIXES']
 
 
+#: Rounds per search with which the look-ahead's default learning rates were measured
+#: (docs/results.md: 12 in detection, 16 on Fashion-MNIST, 18 in ``make search``).
+ROUNDS_MEASURED = (12, 18)
+
+
 @HOOKS.register_module()
 class PolicySearchHook(Hook):
     """Search an augmentation policy while the runner trains.
@@ -280,6 +285,24 @@ class PolicySearchHook(Hook):
             self.search_steps = int(state['search_steps'])
             self.context.model_forwards = int(state.get('model_forwards', 0))
             self._pending_gen_states = None
+        self._check_rounds(int(getattr(runner, 'max_iters', 0) or 0))
+
+    def _check_rounds(self, max_iters: int) -> None:
+        """Warn when a look-ahead search makes far more or fewer rounds than the 12-18 its default
+        learning rates were measured with (one policy update per round: with hundreds, an
+        information-free reward walks ``p`` far; with a handful, it barely moves)."""
+        steps = getattr(self.searcher, 'round_steps', None)
+        if not steps or max_iters <= 0:
+            return
+        rounds = max_iters // steps
+        if ROUNDS_MEASURED[0] // 2 <= rounds <= 3 * ROUNDS_MEASURED[1]:
+            return
+        message = (f'{type(self).__name__}: the look-ahead makes {rounds} rounds of {steps} steps in this '
+                   f'{max_iters}-iteration run; its default learning rates were measured with '
+                   f'{ROUNDS_MEASURED[0]}-{ROUNDS_MEASURED[1]} rounds: set lookahead_steps to about '
+                   f'{max(1, max_iters // 15)} in the searcher config (or scale lr_alpha)')
+        warnings.warn(message, UserWarning, stacklevel=2)
+        print_log(message, logger='current', level=30)
 
     def after_train(self, runner) -> None:
         last = runner.epoch if self.snapshot_interval == 'epoch' else runner.iter

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -31,8 +31,9 @@ class Searcher(abc.ABC):
     """A searcher as the search hook drives it: learned state, one step, snapshots, export, checkpoint.
 
     Class attributes: ``name`` (the searcher's name in policy files, checkpoints and log keys:
-    ``'ddas'``), ``num_grad_slots`` (rows of the context's gradient buffers a step needs) and
-    ``num_policies`` (augmented copies per step, recorded in the policy file's ``meta``).
+    ``'ddas'``), ``num_grad_slots`` (rows of the context's gradient buffers a step needs),
+    ``num_policies`` (augmented copies per step, recorded in the policy file's ``meta``) and
+    ``round_steps`` (steps per look-ahead round, None for a searcher that updates every step).
     Attributes: ``entries``, the search-space entries it searches over, and ``trajectory``, the
     snapshots so far (dicts with an int ``'epoch'``, oldest first).
 
@@ -46,6 +47,9 @@ class Searcher(abc.ABC):
     name: str = ''
     num_grad_slots: int = 1
     num_policies: int = 1
+    #: Training steps per look-ahead round when the searcher updates in rounds, else None (the hook
+    #: warns when a run makes far more or fewer rounds than the defaults were measured with).
+    round_steps: Optional[int] = None
     entries: Tuple[SpaceEntry, ...]
     trajectory: List[Dict[str, Any]]
 

@@ -198,6 +198,7 @@ class DAASSearcher(Searcher):
                                         explore_ratio=0.0, searcher_name='daas')
         self.num_policies = num_policies
         self.lookahead = LookaheadRounds(lookahead_steps, lookahead_val_batches)  # validates both
+        self.round_steps = self.lookahead.steps if reward == 'lookahead' else None
         self.baseline_decay = float(baseline_decay)
         self.reward = reward
         self.baseline: Optional[float] = None

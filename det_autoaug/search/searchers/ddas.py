@@ -97,6 +97,7 @@ class DDASSearcher(Searcher):
         num_policies, ops_per_policy = settings['num_policies'], settings['ops_per_policy']
         lr_alpha, lr_beta = settings['lr_alpha'], settings['lr_beta']
         self.lookahead = LookaheadRounds(lookahead_steps, lookahead_val_batches)  # validates both
+        self.round_steps = self.lookahead.steps if signal == 'lookahead' else None
         self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
                                  lr_beta=lr_beta, explore_ratio=explore_ratio, estimator=estimator,
