@@ -291,7 +291,7 @@ class PolicySearchHook(Hook):
         """Warn when a look-ahead search makes far more or fewer rounds than the 12-18 its default
         learning rates were measured with (one policy update per round: with hundreds, an
         information-free reward walks ``p`` far; with a handful, it barely moves)."""
-        steps = getattr(self.searcher, 'round_steps', None)
+        steps = self.searcher.round_steps
         if not steps or max_iters <= 0:
             return
         rounds = max_iters // steps

@@ -39,7 +39,7 @@ resumed step (up to L - 1 steps of signal are lost; the model is not affected).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -81,6 +81,28 @@ class LookaheadRounds:
             raise RuntimeError('LookaheadRounds.add before start')
         self.batches.append(batch)
         return len(self.batches) >= self.steps
+
+    def step(self, ctx, data: dict, propose: Callable[[], Proposal], policy_batch: Callable[[], dict],
+             chain: Callable[[Sequence[int]], Chain],
+             update: Callable[[Proposal, Tensor, Tensor], None]) -> Dict[str, Tensor]:
+        """One training step of a searcher that learns in rounds (DDAS's look-ahead signal, DAAS's
+        look-ahead reward): open a round with ``propose()`` when none is in flight, hold ``data``,
+        train the main model on ``policy_batch()``; after the round's L-th batch run its branches
+        (:meth:`finish`, the chains of ``chain(entries)``) and hand ``update`` the proposal,
+        ``-L_k`` and ``-L_clean``.
+
+        Returns:
+            the main model's log variables.
+        """
+        if not self.in_flight:
+            self.start(ctx, propose())
+        full = self.add(data)
+        log_vars = ctx.train_step(policy_batch())
+        if full:
+            outcome = self.finish(ctx, [chain(e) for e in self.proposal.entries.tolist()])
+            with ctx.phase('policy update'):
+                update(*outcome)
+        return log_vars
 
     def finish(self, ctx, chains: Sequence[Chain]) -> Tuple[Proposal, Tensor, Tensor]:
         """Run the clean branch and one branch per chain, restore the main model, close the round.

@@ -198,7 +198,6 @@ class DAASSearcher(Searcher):
                                         explore_ratio=0.0, searcher_name='daas')
         self.num_policies = num_policies
         self.lookahead = LookaheadRounds(lookahead_steps, lookahead_val_batches)  # validates both
-        self.round_steps = self.lookahead.steps if reward == 'lookahead' else None
         self.baseline_decay = float(baseline_decay)
         self.reward = reward
         self.baseline: Optional[float] = None
@@ -218,17 +217,15 @@ class DAASSearcher(Searcher):
         return log_vars
 
     def _lookahead_step(self, ctx, data: dict) -> Dict[str, Tensor]:
-        rounds = self.lookahead
-        if not rounds.in_flight:
-            rounds.start(ctx, self.policy.sample(self.num_policies, ctx.policy_gen))
-        full = rounds.add(data)
-        log_vars = ctx.train_step(self.sample_batch(ctx, data)[2])
-        if full:
-            chains = [[self.entries[e].step() for e in entries] for entries in rounds.proposal.entries.tolist()]
-            proposal, neg_loss_aug, neg_loss_clean = rounds.finish(ctx, chains)
-            with ctx.phase('policy update'):
-                self.update_lookahead(proposal, neg_loss_aug - neg_loss_clean)
-        return log_vars
+        def update(proposal: Proposal, neg_loss_aug: Tensor, neg_loss_clean: Tensor) -> None:
+            self.update_lookahead(proposal, neg_loss_aug - neg_loss_clean)
+        return self.lookahead.step(ctx, data, lambda: self.policy.sample(self.num_policies, ctx.policy_gen),
+                                   lambda: self.sample_batch(ctx, data)[2],
+                                   lambda entries: [self.entries[e].step() for e in entries], update)
+
+    @property
+    def round_steps(self) -> Optional[int]:
+        return self.lookahead.steps if self.reward == 'lookahead' else None
 
     def update_lookahead(self, proposal: Proposal, rewards: Tensor) -> None:
         """REINFORCE step of a look-ahead round (module doc).

@@ -92,12 +92,12 @@ class DDASSearcher(Searcher):
             raise ValueError(f"horizon={horizon} applies to signal='one_step' only; signal='lookahead' has "
                              'lookahead_steps')
         self.signal = signal
-        given = dict(num_policies=num_policies, ops_per_policy=ops_per_policy, lr_alpha=lr_alpha, lr_beta=lr_beta)
-        settings = {k: SIGNAL_DEFAULTS[signal][k] if v is None else v for k, v in given.items()}
-        num_policies, ops_per_policy = settings['num_policies'], settings['ops_per_policy']
-        lr_alpha, lr_beta = settings['lr_alpha'], settings['lr_beta']
+        defaults = SIGNAL_DEFAULTS[signal]
+        num_policies = defaults['num_policies'] if num_policies is None else num_policies
+        ops_per_policy = defaults['ops_per_policy'] if ops_per_policy is None else ops_per_policy
+        lr_alpha = defaults['lr_alpha'] if lr_alpha is None else lr_alpha
+        lr_beta = defaults['lr_beta'] if lr_beta is None else lr_beta
         self.lookahead = LookaheadRounds(lookahead_steps, lookahead_val_batches)  # validates both
-        self.round_steps = self.lookahead.steps if signal == 'lookahead' else None
         self.policy = DDASPolicy(num_entries=len(self.entries), num_policies=num_policies,
                                  ops_per_policy=ops_per_policy, init_tp=init_apply_prob, lr_alpha=lr_alpha,
                                  lr_beta=lr_beta, explore_ratio=explore_ratio, estimator=estimator,
@@ -105,6 +105,10 @@ class DDASSearcher(Searcher):
         self.num_policies = self.policy.num_policies
         self.num_grad_slots = self.num_policies + 2 if signal == 'one_step' else 1
         self.last_stats: Dict[str, float] = {}
+
+    @property
+    def round_steps(self) -> Optional[int]:
+        return self.lookahead.steps if self.signal == 'lookahead' else None
 
     def _chain(self, entries: Sequence[int]) -> List[ChainStep]:
         return [self.entries[e].step() for e in entries]
@@ -118,22 +122,13 @@ class DDASSearcher(Searcher):
             return data
         return select_images(data, ctx.augment(data, self._chain(entries.tolist())), mask)
 
-    def _lookahead_step(self, ctx, data: dict) -> Dict[str, Tensor]:
-        rounds = self.lookahead
-        if not rounds.in_flight:
-            rounds.start(ctx, self.policy.sample(self.num_policies, ctx.policy_gen))
-        full = rounds.add(data)
-        log_vars = ctx.train_step(self._policy_batch(ctx, data))
-        if full:
-            chains = [self._chain(e) for e in rounds.proposal.entries.tolist()]
-            proposal, dot_aug, dot_clean = rounds.finish(ctx, chains)
-            with ctx.phase('policy update'):
-                self.last_stats = self.policy.update(proposal, dot_aug, dot_clean)
-        return log_vars
+    def _update(self, proposal, dot_aug, dot_clean) -> None:
+        self.last_stats = self.policy.update(proposal, dot_aug, dot_clean)
 
     def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         if self.signal == 'lookahead':
-            return self._lookahead_step(ctx, data)
+            return self.lookahead.step(ctx, data, lambda: self.policy.sample(self.num_policies, ctx.policy_gen),
+                                       lambda: self._policy_batch(ctx, data), self._chain, self._update)
         k = self.num_policies
         proposal = self.policy.sample(k, ctx.policy_gen)
         log_vars = ctx.loss_grad(data, 0)
