@@ -17,9 +17,17 @@ import pytest
 import torch
 from torch import Tensor
 
-from det_autoaug.ops import apply_op, get_op, sample_params
+from det_autoaug.ops import apply_op, geometry, get_op, sample_params
 from det_autoaug.ops.table import FILL_VALUE, OPS
-from det_autoaug.ops.torch_bbox_only import _spans, bbox_crops, bbox_only, box_matrix, pad_boxes
+from det_autoaug.ops.torch_bbox_only import (
+    _levels,
+    _live_rects,
+    _spans,
+    bbox_crops,
+    bbox_only,
+    box_matrix,
+    pad_boxes,
+)
 from det_autoaug.ops.torch_colour import equalize, solarize
 from det_autoaug.ops.torch_geometric import warp
 
@@ -337,3 +345,72 @@ def test_crops_go_back_to_their_boxes_in_order_whatever_the_crop_layout():
         got = bbox_crops(variant, torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), boxes,
                          masks, crop_op=double)
         assert torch.equal(got, expected) and got.is_contiguous()
+
+
+def _live_of(name, boxes, magnitude, sign, height, width):
+    """``_live_rects`` of one image's boxes, as the kernel computes it."""
+    spans = _spans(*boxes.double().unbind(-1), height, width)
+    local = boxes.double() - spans[:, [2, 0, 2, 0]].double()
+    matrices = box_matrix(name, local, magnitude.double().expand(len(boxes)), sign.double().expand(len(boxes)),
+                          height, width)
+    sizes = torch.stack([spans[:, 1] - spans[:, 0], spans[:, 3] - spans[:, 2]], dim=1).numpy()
+    return spans, _live_rects(geometry.to_index_matrix(matrices).numpy(), sizes)
+
+
+@pytest.mark.parametrize('name', ['TranslateX_Only_BBoxes', 'TranslateY_Only_BBoxes', 'Rotate_Only_BBoxes'])
+def test_boxes_warped_out_of_themselves_equal_the_box_by_box_kernel(name):
+    # Large moves: most boxes take the fill value only (skipped but filled), some keep a strip
+    # (only that part is sampled), overlapping each other in dense stacks and across levels.
+    g = torch.Generator().manual_seed(16)
+    height, width = 48, 64
+    boxes = [torch.cat([_boxes(40, height, width, g), torch.tensor([[2.0 + k, 3.0 + k, 30.0 + 2 * k, 27.0 + k]
+                                                                    for k in range(8)])]), _boxes(6, height, width, g)]
+    images = (torch.rand(2, 3, height, width, generator=g, dtype=torch.float64) * 255)
+    lo, hi = get_op(name).magnitude_range
+    seen = set()
+    for fraction in (0.3, 0.7, 1.0):
+        params = sample_params(name, 2, height, width, boxes, generator=g, box_prob=0.9)
+        magnitude = torch.full((2,), lo + fraction * (hi - lo), dtype=torch.float64)
+        got, expected = _kernels(name, images, boxes, params, magnitude)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
+        spans, live = _live_of(name, boxes[0], magnitude[:1], params.sign[:1], height, width)
+        whole = (spans[:, 1] - spans[:, 0]) * (spans[:, 3] - spans[:, 2])
+        parts = torch.from_numpy((live[:, 1] - live[:, 0]).clip(0) * (live[:, 3] - live[:, 2]).clip(0))
+        seen |= {'empty'} if bool((parts == 0).any()) else set()
+        seen |= {'part'} if bool(((parts > 0) & (parts < whole)).any()) else set()
+    if name.startswith('Translate'):
+        assert seen == {'empty', 'part'}, seen
+
+
+@pytest.mark.parametrize('name', sorted(WARPS))
+def test_outside_the_live_part_a_warped_box_is_the_fill_value(name):
+    # _live_rects may only leave out pixels whose every bilinear tap lies outside the box.
+    g = torch.Generator().manual_seed(17)
+    height, width = 40, 56
+    lo, hi = get_op(name).magnitude_range
+    for trial in range(6):
+        box = _boxes(1, height, width, g) if trial else torch.tensor([[3.3, 2.6, 41.7, 30.2]])
+        images = torch.rand(1, 3, height, width, generator=g, dtype=torch.float64) * 255
+        magnitude = torch.tensor([lo + float(torch.rand(1, generator=g)) * (hi - lo)], dtype=torch.float64)
+        sign = torch.tensor([1.0 if trial % 2 else -1.0])
+        args = (name, images, magnitude, sign, [box], [torch.ones(1, dtype=torch.bool)], [torch.zeros(1, 2)])
+        expected = _reference_bbox_only(*args)
+        (r0, r1, c0, c1), = _spans(*box.double().unbind(-1), height, width).tolist()
+        (v0, v1, u0, u1), = _live_of(name, box, magnitude, sign, height, width)[1].tolist()
+        outside = torch.ones(height, width, dtype=torch.bool)
+        outside[r0 + v0:r0 + v1, c0 + u0:c0 + u1] = False
+        inside_box = torch.zeros(height, width, dtype=torch.bool)
+        inside_box[r0:r1, c0:c1] = True
+        torch.testing.assert_close(expected[0][:, outside & inside_box],
+                                   torch.full_like(expected[0][:, outside & inside_box], FILL_VALUE),
+                                   rtol=0, atol=1e-9)
+
+
+def test_levels_let_boxes_that_only_fill_commute():
+    # Boxes 0, 1 and 3 overlap pairwise; 0 and 1 only fill, so they need no order between them,
+    # while box 2 (overlapping 1) and box 3 still wait for the boxes they overlap.
+    spans = torch.tensor([[0, 10, 0, 10], [5, 15, 5, 15], [12, 20, 12, 20], [8, 12, 8, 12]]).numpy()
+    image = torch.zeros(4, dtype=torch.long).numpy()
+    assert _levels(image, spans).tolist() == [0, 1, 2, 2]
+    fills = torch.tensor([True, True, False, False]).numpy()
+    assert _levels(image, spans, fills).tolist() == [0, 0, 1, 1]

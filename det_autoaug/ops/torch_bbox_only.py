@@ -14,11 +14,15 @@ reads and writes only its own pixels, so it waits only for the earlier boxes it 
 boxes run in levels (:func:`_levels`; a box's level is one more than that of the last earlier box
 it overlaps), and the boxes of a level, pairwise disjoint, go through the op together, padded to
 a common crop size in a few groups of similar sizes (:func:`_groups`), and are pasted back.
-Cutout_Only_BBoxes, whose fills commute, fills the union of its rectangles at once;
-Solarize_Only_BBoxes, pointwise, needs only how many boxes cover each pixel
+Cutout_Only_BBoxes, whose fills commute, fills its rectangles in any order (one strided fill
+each); Solarize_Only_BBoxes, pointwise, needs only how many boxes cover each pixel
 (:func:`solarize_only_bboxes`). The warps
 sample each crop in its own pixel coordinates with exact normalisation (:func:`_warp_crops`),
-so a box's result never depends on the other boxes or images of the batch.
+so a box's result never depends on the other boxes or images of the batch. A warp that moves
+the sample points of some of a box's pixels out of the box (a large translation moves most
+small boxes out entirely) gives them exactly the fill value: only the part of the box that can
+differ is sampled (:func:`_live_rects`), the rest is filled; a box left with no such part is
+only filled, and such boxes, whose fills commute, do not wait for each other (:func:`_levels`).
 """
 from __future__ import annotations
 
@@ -192,17 +196,19 @@ def _coverage(image: Tensor, spans: Tensor, batch: int, height: int, width: int)
     return edges.cumsum(2, dtype=torch.int32)[:, None, :, :width]
 
 
-def _levels(image: np.ndarray, spans: np.ndarray) -> np.ndarray:
+def _levels(image: np.ndarray, spans: np.ndarray, fills: Optional[np.ndarray] = None) -> np.ndarray:
     """Schedule the box-by-box order in rounds of disjoint boxes.
 
     A box reads and writes only its own pixels, so it depends only on the earlier boxes of its
     image that share a pixel with it: its level is one more than the highest of theirs (0 if
     none). The boxes of a level are pairwise disjoint, so running the levels in order, each in
-    one batch, gives exactly the box-by-box result.
+    one batch, gives exactly the box-by-box result. Boxes that only write the fill value over
+    their whole span (``fills``) commute with each other: two of them never depend on each
+    other (the boxes of a level are then disjoint except for such pairs).
 
     Shape:
         ``image`` ``(K,)`` image index, ``spans`` ``(K, 4)`` non-empty ``(r0, r1, c0, c1)``, in
-        box order within each image -> ``(K,)`` levels.
+        box order within each image, ``fills`` ``(K,)`` bool or ``None`` -> ``(K,)`` levels.
     """
     levels = np.zeros(len(image), np.int64)
     for i in np.unique(image):
@@ -210,6 +216,8 @@ def _levels(image: np.ndarray, spans: np.ndarray) -> np.ndarray:
         r0, r1, c0, c1 = spans[rows].T
         overlap = ((r0[:, None] < r1[None]) & (r0[None] < r1[:, None])
                    & (c0[:, None] < c1[None]) & (c0[None] < c1[:, None]))
+        if fills is not None:
+            overlap &= ~(fills[rows, None] & fills[None, rows])
         own = np.zeros(len(rows), np.int64)
         for k in np.flatnonzero(np.tril(overlap, -1).any(axis=1)):
             own[k] = own[:k][overlap[k, :k]].max() + 1
@@ -237,7 +245,8 @@ def _groups(sizes: np.ndarray) -> List[np.ndarray]:
     return groups
 
 
-def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quantum: float) -> Tensor:
+def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quantum: float,
+                origin: Optional[Tensor] = None) -> Tensor:
     """Bilinear warp of crops whose outside reads as the fill value (as :func:`.torch_geometric.warp`).
 
     ``grid_sample`` maps its normalised grid back to pixels with the canvas size, which would
@@ -250,8 +259,10 @@ def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quant
         crops: ``(K, C, 2^p + 1, 2^q + 1)``: each crop minus the fill value at the top left,
             zeros around it.
         inverse: ``(K, 3, 3)`` pixel-index matrices from a crop's output pixel to its source point.
-        out_size: ``(h, w)`` output pixels computed per crop (the largest crop).
+        out_size: ``(h, w)`` output pixels computed per crop.
         quantum: the sample points' spacing: ``2^P * eps`` with ``2^P`` at least every canvas side.
+        origin: ``(K, 2)`` long ``(row, column)``: the crop pixel at the top left of each output
+            (zeros if ``None``); a crop pixel gets the same value wherever its output starts.
 
     Returns:
         ``(K, C, h, w)`` warped crops minus the fill value. Differentiable in ``crops`` and
@@ -262,6 +273,9 @@ def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quant
     a = inverse[:, :2].to(dtype) / quantum   # a power of two: exact
     u = torch.arange(out_size[1], device=device, dtype=dtype)
     v = torch.arange(out_size[0], device=device, dtype=dtype)
+    if origin is not None:   # whole numbers: exact
+        u = (u + origin[:, 1, None].to(dtype))[:, None]
+        v = v + origin[:, 0, None].to(dtype)
     # grid_sample reads an (x, y) grid stored as two planes as fast as an interleaved one: each
     # coordinate is written in place into its plane (on the CPU every fresh large tensor costs
     # page faults).
@@ -282,6 +296,36 @@ def _warp_crops(crops: Tensor, inverse: Tensor, out_size: Tuple[int, int], quant
                          align_corners=True)
 
 
+def _live_rects(forward: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The part of each warped crop that can differ from the fill value.
+
+    A bilinear sample reads something other than the fill value only if it lies in ``(-1, w) x
+    (-1, h)`` of its crop (index coordinates). The output pixels that map there lie in the
+    forward image of that rectangle, widened here by a pixel on every side in the source and in
+    the output (far more than the sample points' rounding): outside it every sample is exactly
+    the fill value.
+
+    Shape:
+        ``forward`` ``(K, 3, 3)`` affine pixel-index matrices from a crop's source point to its
+        output pixel, ``sizes`` ``(K, 2)`` ``(h, w)`` -> ``(K, 4)`` ``(v0, v1, u0, u1)``: rows
+        ``[v0, v1)`` and columns ``[u0, u1)`` of the crop, empty where every pixel takes the
+        fill value (the whole crop where ``forward`` is not finite or not affine).
+    """
+    h, w = sizes[:, 0].astype(np.float64), sizes[:, 1].astype(np.float64)
+    xs = np.stack([np.full_like(w, -2.0), w + 1, np.full_like(w, -2.0), w + 1], axis=1)
+    ys = np.stack([np.full_like(h, -2.0), np.full_like(h, -2.0), h + 1, h + 1], axis=1)
+    out_x = forward[:, 0, 0, None] * xs + forward[:, 0, 1, None] * ys + forward[:, 0, 2, None]
+    out_y = forward[:, 1, 0, None] * xs + forward[:, 1, 1, None] * ys + forward[:, 1, 2, None]
+    whole = np.stack([np.zeros_like(h), h, np.zeros_like(w), w], axis=1)
+    with np.errstate(invalid='ignore'):
+        part = np.stack([np.floor(out_y.min(axis=1)) - 1, np.floor(out_y.max(axis=1)) + 2,
+                         np.floor(out_x.min(axis=1)) - 1, np.floor(out_x.max(axis=1)) + 2], axis=1)
+    part = np.clip(part, 0, whole[:, [1, 1, 3, 3]])
+    affine = (forward[:, 2] == np.array([0.0, 0.0, 1.0])).all(axis=1)
+    ok = affine & np.isfinite(forward).all(axis=(1, 2)) & np.isfinite(part).all(axis=1)
+    return np.where(ok[:, None], part, whole).astype(np.int64)
+
+
 def _crop_view(crops: Tensor, shape: Tuple[int, int, int], j: int, warps: bool) -> Tensor:
     """Crop ``j`` of ``crops`` as a ``shape`` ``(C, h, w)`` view: its top left (warps, ``(K, C,
     h', w')``) or, row-major, the start of its row (the others, ``(K, C, 1, L)``)."""
@@ -293,17 +337,23 @@ def _crop_view(crops: Tensor, shape: Tuple[int, int, int], j: int, warps: bool) 
 def _cutout_only_bboxes(images: Tensor, magnitude: Tensor, image: Tensor, boxes: Tensor,
                         centres: Tensor) -> Tensor:
     """Fill the union of the squares clipped to their boxes (filling is idempotent: order-free)."""
-    batch, _, height, width = images.shape
+    _, _, height, width = images.shape
     x1, y1, x2, y2 = boxes.unbind(-1)
     half = magnitude.detach().to(images.dtype)[image] * min(height, width) / 2
     cx = x1 + centres[:, 0] * (x2 - x1)
     cy = y1 + centres[:, 1] * (y2 - y1)
     box = _spans(x1, y1, x2, y2, height, width)
     square = _spans(cx - half, cy - half, cx + half, cy + half, height, width)
-    r0, c0 = torch.maximum(box[:, [0, 2]], square[:, [0, 2]]).unbind(1)
-    r1, c1 = torch.minimum(box[:, [1, 3]], square[:, [1, 3]]).unbind(1)
-    covered = _coverage(image, torch.stack([r0, r1, c0, c1], dim=1), batch, height, width) > 0
-    return images.masked_fill(covered, FILL_VALUE)
+    start = torch.maximum(box[:, [0, 2]], square[:, [0, 2]])
+    size = (torch.minimum(box[:, [1, 3]], square[:, [1, 3]]) - start).clamp(min=0)
+    out = images.clone(memory_format=torch.contiguous_format)
+    # One strided fill per rectangle: far cheaper than a mask over the image for a few hundred.
+    image_stride, strides = out.stride(0), out.stride()[1:]
+    starts = (image * image_stride + start[:, 0] * width + start[:, 1]).tolist()
+    for (rows, cols), at in zip(size.tolist(), starts):
+        if rows and cols:
+            out.as_strided((out.shape[1], rows, cols), strides, out.storage_offset() + at).fill_(FILL_VALUE)
+    return out
 
 
 def bbox_only(name: str, images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tensor],
@@ -359,7 +409,9 @@ def solarize_only_bboxes(images: Tensor, magnitude: Tensor, boxes: List[Tensor],
     Solarize is pointwise, so a pixel's result depends only on how many selected boxes cover it,
     not on their order: the first inversion maps ``x >= t`` to ``255 - x``; the next ones invert
     it back and forth only if ``255 - x >= t`` as well, so the parity of the count decides. One
-    pass over the image gives the box-by-box result, with the same arithmetic.
+    pass over the image gives the box-by-box result, with the same arithmetic. With every
+    ``t > 127.5`` (``m < 128.5``, the usual levels) nothing inverts back and the count only
+    needs to be positive: one new image, written in place.
 
     Shape:
         ``images`` ``(B, C, H, W)`` float, ``magnitude`` ``(B,)``, ``boxes`` ``B`` ``(N_i, 4)``,
@@ -369,6 +421,14 @@ def solarize_only_bboxes(images: Tensor, magnitude: Tensor, boxes: List[Tensor],
     image, chosen_boxes, _ = _selected(images, boxes, box_mask)
     count = _coverage(image, _spans(*chosen_boxes.unbind(-1), height, width), batch, height, width)
     threshold = 256.0 - magnitude.view(-1, 1, 1, 1)
+    if bool((threshold > 127.5).all()):
+        # Then 255 - x < 127.5 < t wherever x >= t: no pixel inverts back, any count inverts once.
+        # In place into one new image (each fresh image costs page faults on the CPU).
+        inverted = (images >= threshold).logical_and_(count > 0)
+        if torch.is_grad_enabled() and (images.requires_grad or magnitude.requires_grad):
+            return torch.where(inverted, 255.0 - images, images)
+        out = 255.0 - images
+        return torch.where(inverted, out, images, out=out)
     once = 255.0 - images
     inverted = (images >= threshold) & (count > 0)
     alternating = inverted & (once >= threshold)
@@ -408,45 +468,70 @@ def bbox_crops(images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tens
     if image.numel() == 0:
         return running
     rects = spans.cpu().numpy()
-    levels = _levels(image.cpu().numpy(), rects)
     sizes = np.stack([rects[:, 1] - rects[:, 0], rects[:, 3] - rects[:, 2]], axis=1)
     areas = sizes[:, 0] * sizes[:, 1]
     warps = matrix is not None
     # Warps sample 2-D crops; the other ops take each crop row-major in one row.
     layout = sizes if warps else np.stack([areas, np.ones_like(areas)], axis=1)
-    batches = [at_level[group] for level in range(int(levels.max()) + 1)
-               for at_level in [np.flatnonzero(levels == level)] for group in _groups(layout[at_level])]
     if warps:
         # The same maps in crop coordinates: a matrix about a box point, built about that point
         # moved by the crop origin o, is T(-o) M T(o).
         local = chosen_boxes - spans[:, [2, 0, 2, 0]].to(dtype)
         matrices = matrix(local, magnitude[image], sign[image], height, width)
-        inverse = torch.linalg.inv(geometry.to_index_matrix(matrices.to(torch.float64)))
+        forward = geometry.to_index_matrix(matrices.to(torch.float64))
+        inverse = torch.linalg.inv(forward)
         # Every canvas side is at most 2^P + 1 with 2^P >= the image sides (eps = 2^-mantissa bits).
         quantum = 2.0 ** math.ceil(math.log2(max(2, height, width))) * torch.finfo(dtype).eps
+    # The part of each box that can change (the rest takes the fill value): the whole box but for
+    # warps that move some of its pixels' sample points out of it (_live_rects).
+    whole = np.stack([np.zeros_like(areas), sizes[:, 0], np.zeros_like(areas), sizes[:, 1]], axis=1)
+    live = _live_rects(forward.detach().cpu().numpy(), sizes) if warps else whole
+    dead = (live[:, 1] <= live[:, 0]) | (live[:, 3] <= live[:, 2])
+    levels = _levels(image.cpu().numpy(), rects, dead if dead.any() else None)
+    # Per level: the boxes that only take the fill value (filled, not sampled), then batches of the others.
+    batches = [(at_level[dead[at_level]], [at_level[~dead[at_level]][group]
+                                           for group in _groups(layout[at_level[~dead[at_level]]])])
+               for level in range(int(levels.max()) + 1) for at_level in [np.flatnonzero(levels == level)]]
+    # Boxes that change only in a part: filled, then that part (the only one sampled) pasted.
+    filled = dead | (live != whole).any(axis=1)
 
-    rects, owner = rects.tolist(), image.tolist()
+    live_t = torch.from_numpy(live[:, [0, 2]]).to(device)
+    live_sizes = live[:, [1, 3]] - live[:, [0, 2]]
     # running is a fresh contiguous clone (storage offset 0): a box's region starts at its flat index.
     image_stride, region_strides = running.stride(0), running.stride()[1:]
-    for members in batches:
-        k = torch.from_numpy(members).to(device)
-        out_h, out_w = (int(n) for n in layout[members].max(axis=0))
-        # The warps' canvas sides are 2^p + 1 (see _warp_crops).
-        canvas = [2 ** max(1, math.ceil(math.log2(n))) + 1 for n in (out_h, out_w)] if warps else [1, out_h]
-        crops = torch.full((len(members), channels, *canvas), FILL_VALUE, dtype=dtype, device=device)
-        # Each box's region as one strided view per tensor (one call instead of an index per
-        # dimension: the per-box calls are most of the copying's cost).
-        views = []
-        for j, i in enumerate(members.tolist()):
-            r0, r1, c0, c1 = rects[i]
-            views.append(((channels, r1 - r0, c1 - c0), j, owner[i] * image_stride + r0 * width + c0))
-        for shape, j, at in views:
-            _crop_view(crops, shape, j, warps).copy_(running.as_strided(shape, region_strides, at))
-        if warps:   # warped as (x - fill), zero outside the crop, as .torch_geometric.warp does
-            new = _warp_crops(crops.sub_(FILL_VALUE), inverse[k], (out_h, out_w), quantum).add_(FILL_VALUE)
-        else:
-            inside = torch.arange(out_h, device=device) < torch.from_numpy(areas[members]).to(device)[:, None]
-            new = crop_op(crops, magnitude[image[k]], inside[:, None, None])
-        for shape, j, at in views:
-            running.as_strided(shape, region_strides, at).copy_(_crop_view(new, shape, j, warps))
+    at = image.cpu().numpy() * image_stride + rects[:, 0] * width + rects[:, 2]
+    # Per box: its region (shape, offset in running) and the part pasted back (shape, offset).
+    regions = [((channels, h, w), a) for h, w, a in zip(*sizes.T.tolist(), at.tolist())]
+    parts = [((channels, h, w), a) for h, w, a in zip(*live_sizes.T.tolist(),
+                                                       (at + live[:, 0] * width + live[:, 2]).tolist())]
+    filled_list = filled.tolist()
+
+    for fills, groups in batches:
+        for i in fills.tolist():
+            shape, at = regions[i]
+            running.as_strided(shape, region_strides, at).fill_(FILL_VALUE)
+        for members in groups:
+            k = torch.from_numpy(members).to(device)
+            # The warps' canvas sides are 2^p + 1 (see _warp_crops).
+            canvas = [2 ** max(1, math.ceil(math.log2(n))) + 1 for n in layout[members].max(axis=0)] if warps \
+                else [1, int(layout[members, 0].max())]
+            crops = torch.full((len(members), channels, *canvas), FILL_VALUE, dtype=dtype, device=device)
+            # Each box's region as one strided view per tensor (one call instead of an index per
+            # dimension: the per-box calls are most of the copying's cost).
+            views = [(j, i, *regions[i]) for j, i in enumerate(members.tolist())]
+            for j, _, shape, at in views:
+                _crop_view(crops, shape, j, warps).copy_(running.as_strided(shape, region_strides, at))
+            if warps:   # warped as (x - fill), zero outside the crop, as .torch_geometric.warp does
+                out_size = tuple(int(n) for n in live_sizes[members].max(axis=0))
+                origin = live_t[k] if filled[members].any() else None
+                new = _warp_crops(crops.sub_(FILL_VALUE), inverse[k], out_size, quantum, origin).add_(FILL_VALUE)
+            else:
+                out_h = int(layout[members, 0].max())
+                inside = torch.arange(out_h, device=device) < torch.from_numpy(areas[members]).to(device)[:, None]
+                new = crop_op(crops, magnitude[image[k]], inside[:, None, None])
+            for j, i, shape, at in views:
+                if filled_list[i]:
+                    running.as_strided(shape, region_strides, at).fill_(FILL_VALUE)
+                part, at = parts[i]
+                running.as_strided(part, region_strides, at).copy_(_crop_view(new, part, j, warps))
     return running
