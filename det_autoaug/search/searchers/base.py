@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
+from ...policy.step import ChainStep
 
 # The search context used to live here; its names stay importable from this module.
 from ..context import SearchContext, SearchContextMixin, TorchSearchContext  # noqa: F401
@@ -52,6 +53,10 @@ class Searcher(abc.ABC):
     round_steps: Optional[int] = None
     entries: Tuple[SpaceEntry, ...]
     trajectory: List[Dict[str, Any]]
+
+    def chain(self, entries: Sequence[int]) -> List[ChainStep]:
+        """The augmentation steps of the entries at indices ``entries`` of :attr:`entries`, in order."""
+        return [self.entries[e].step() for e in entries]
 
     def setup(self, ctx: SearchContext) -> None:  # noqa: B027  (optional hook: by default nothing to check)
         """Called once the context has its model (the hook: at the end of ``before_run``), before any

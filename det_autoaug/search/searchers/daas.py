@@ -221,7 +221,7 @@ class DAASSearcher(Searcher):
             self.update_lookahead(proposal, neg_loss_aug - neg_loss_clean)
         return self.lookahead.step(ctx, data, lambda: self.policy.sample(self.num_policies, ctx.policy_gen),
                                    lambda: self.sample_batch(ctx, data)[2],
-                                   lambda entries: [self.entries[e].step() for e in entries], update)
+                                   self.chain, update)
 
     @property
     def round_steps(self) -> Optional[int]:
@@ -253,7 +253,7 @@ class DAASSearcher(Searcher):
         entries = self.policy.draw(ctx.policy_gen)
         s = float(self.policy.apply_prob().detach())
         applied = torch.rand(len(data['inputs']), generator=ctx.policy_gen, dtype=torch.float64) < s
-        chain = [self.entries[e].step() for e in entries.tolist()]
+        chain = self.chain(entries.tolist())
         batch = select_images(data, ctx.augment(data, chain), applied.tolist()) if bool(applied.any()) else data
         return entries, applied, batch
 

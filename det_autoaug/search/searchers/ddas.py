@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from ...ops.spaces import SpaceEntry
-from ...policy.step import ChainStep
 from ..core import DDASPolicy
 from ..delayed_credit import DelayedCredit, GradientSketch
 from ..lookahead import LookaheadRounds
@@ -110,9 +109,6 @@ class DDASSearcher(Searcher):
     def round_steps(self) -> Optional[int]:
         return self.lookahead.steps if self.signal == 'lookahead' else None
 
-    def _chain(self, entries: Sequence[int]) -> List[ChainStep]:
-        return [self.entries[e].step() for e in entries]
-
     def _policy_batch(self, ctx, data: dict) -> dict:
         """``data`` with each image augmented with probability ``s`` by one policy drawn from ``p``."""
         entries = self.policy.draw(ctx.policy_gen)
@@ -120,7 +116,7 @@ class DDASSearcher(Searcher):
         mask = (torch.rand(len(data['inputs']), generator=ctx.aug_gen) < s).tolist()
         if not any(mask):
             return data
-        return select_images(data, ctx.augment(data, self._chain(entries.tolist())), mask)
+        return select_images(data, ctx.augment(data, self.chain(entries.tolist())), mask)
 
     def _update(self, proposal, dot_aug, dot_clean) -> None:
         self.last_stats = self.policy.update(proposal, dot_aug, dot_clean)
@@ -128,12 +124,12 @@ class DDASSearcher(Searcher):
     def step(self, ctx, data: dict) -> Dict[str, Tensor]:
         if self.signal == 'lookahead':
             return self.lookahead.step(ctx, data, lambda: self.policy.sample(self.num_policies, ctx.policy_gen),
-                                       lambda: self._policy_batch(ctx, data), self._chain, self._update)
+                                       lambda: self._policy_batch(ctx, data), self.chain, self._update)
         k = self.num_policies
         proposal = self.policy.sample(k, ctx.policy_gen)
         log_vars = ctx.loss_grad(data, 0)
         for i, entries in enumerate(proposal.entries.tolist()):
-            ctx.loss_grad(ctx.augment(data, self._chain(entries)), i + 1)
+            ctx.loss_grad(ctx.augment(data, self.chain(entries)), i + 1)
         ctx.model_step(self.policy.model_grad_coefficients(proposal), list(range(k + 1)))
         with ctx.phase('validation data'):
             val_batch = ctx.next_val_batch()
