@@ -12,7 +12,7 @@ import pytest
 
 import compare_det  # tools/ (conftest.py): the command line
 from det_autoaug.evaluation.compare_det import augmentation
-from det_autoaug.evaluation.compare_det_report import summarise
+from det_autoaug.evaluation.compare_det_report import merge_results, summarise
 from det_helpers import ROOT
 
 ARMS = ('none', 'handpicked', 'randaugment', 'trivialaugment', 'autoaug_v0', 'uniform', 'ddas', 'ddas_one_step',
@@ -48,6 +48,10 @@ def test_quick_writes_table_json_and_plot(quick: Path) -> None:
         for metric in ('bbox_mAP', 'bbox_mAP_50'):
             assert math.isfinite(s[metric]['mean']) and 0.0 <= s[metric]['mean'] <= 1.0
             assert s[metric]['std'] == 0.0
+    # the shape of docs/results/compare_det.json: per arm, the per-seed values of the runs
+    runs = {r['arm']: r for r in doc['runs']}
+    assert doc['arms'] == {arm: dict(map=[runs[arm]['bbox_mAP']], map50=[runs[arm]['bbox_mAP_50']], seeds=[0])
+                           for arm in ARMS}
     table = (quick / 'results.md').read_text()
     for arm in ARMS:
         assert f'| {arm} | 1 |' in table
@@ -109,3 +113,54 @@ def test_bad_arguments_are_rejected() -> None:
         augmentation('flip', None)
     with pytest.raises(ValueError, match='needs a policy file'):
         augmentation('ddas', None)
+
+
+def _part(folder: Path, arms, seeds, runs, searches=(), **settings) -> Path:
+    """A work dir holding a results.json as compare_det writes it, with the given runs."""
+    base = compare_det._settings(compare_det.parse_args(['--arms', *arms, '--seeds', *map(str, seeds)]))
+    base.update(data_root='/data/', n_train=1500, device='cpu', **settings)
+    runs = [dict(arm=a, seed=s, bbox_mAP=m, bbox_mAP_50=m50, train_seconds=300.0) for a, s, m, m50 in runs]
+    folder.mkdir(parents=True)
+    doc = dict(settings=base, runs=runs, searches=list(searches), command=f'part {folder.name}')
+    (folder / 'results.json').write_text(json.dumps(doc))
+    return folder
+
+
+def test_merge_joins_parts_run_side_by_side(tmp_path: Path) -> None:
+    search = dict(searcher='ddas', seed=0, apply_prob=0.31, top_entries=[dict(entry='TranslateX@3', ratio=1.2)],
+                  search_steps=300, model_passes=2736, wall_seconds=150.0, search_seconds=140.0, epochs=2)
+    a = _part(tmp_path / 'a', ['none', 'handpicked'], [0, 1],
+              [('none', 1, 0.14, 0.30), ('none', 0, 0.18, 0.36), ('handpicked', 0, 0.29, 0.52)])
+    b = _part(tmp_path / 'b', ['ddas', 'none'], [0],
+              [('ddas', 0, 0.20, 0.41), ('none', 0, 0.18, 0.36)], searches=[search])
+    c = _part(tmp_path / 'c', ['none'], [3], [('none', 3, 0.16, 0.33)])
+    doc = merge_results([a, b, c / 'results.json'], tmp_path / 'out')
+    assert doc['settings']['arms'] == ['none', 'handpicked', 'ddas'] and doc['settings']['seeds'] == [0, 1, 3]
+    written = json.loads((tmp_path / 'out' / 'results.json').read_text())
+    # the run both a and b hold alike is kept once; values in seed order
+    assert written['arms'] == {'none': dict(map=[0.18, 0.14, 0.16], map50=[0.36, 0.30, 0.33], seeds=[0, 1, 3]),
+                               'handpicked': dict(map=[0.29], map50=[0.52], seeds=[0]),
+                               'ddas': dict(map=[0.20], map50=[0.41], seeds=[0])}
+    assert written['searches'] == [search]
+    assert [m['command'] for m in written['merged_from']] == ['part a', 'part b', 'part c']
+    assert '| handpicked | 1 |' in (tmp_path / 'out' / 'results.md').read_text()
+    # the command line: the same, printed
+    out = compare_det.main(['--merge', str(a), str(c), '--work-dir', str(tmp_path / 'cli')])
+    assert out['arms']['none']['map'] == [0.18, 0.14, 0.16]
+
+
+def test_merge_refuses_what_is_not_one_comparison(tmp_path: Path) -> None:
+    a = _part(tmp_path / 'a', ['none'], [0], [('none', 0, 0.18, 0.36)])
+    other = _part(tmp_path / 'e', ['none'], [1], [('none', 1, 0.14, 0.30)], epochs=28)
+    with pytest.raises(ValueError, match="setting 'epochs' is 24 in .*a/results.json but 28 in .*e/results.json"):
+        merge_results([a, other], tmp_path / 'out')
+    clash = _part(tmp_path / 'x', ['none'], [0], [('none', 0, 0.17, 0.36)])
+    with pytest.raises(ValueError, match=r"run \('none', 0\) differs"):
+        merge_results([a, clash], tmp_path / 'out')
+    with pytest.raises(FileNotFoundError, match='missing/results.json does not exist'):
+        merge_results([a, tmp_path / 'missing'], tmp_path / 'out')
+    with pytest.raises(ValueError, match='1 source'):
+        merge_results([a], tmp_path / 'out')
+    with pytest.raises(SystemExit, match='--work-dir'):
+        compare_det.main(['--merge', str(a), str(clash)])
+    assert not (tmp_path / 'out').exists()

@@ -45,10 +45,14 @@ Modes:
         earlier RetinaNet comparison (docs/results.md, "Detection") used
         ``configs/digits/retinanet_slim_digits.py``, 1000 images, scale 80 and 6 epochs.
 
+Comparisons run side by side (one process per core or GPU, each with its own ``--arms`` or
+``--seeds`` and ``--work-dir``, the same ``--data``) are joined with ``--merge DIR ... --work-dir OUT``.
+
 Examples:
     python tools/compare_det.py --quick
     nohup python tools/compare_det.py --device cpu > compare.log 2>&1 &
     python tools/compare_det.py --arms none ddas --seeds 0 --epochs 2
+    python tools/compare_det.py --merge work_dirs/cmp_a work_dirs/cmp_b --work-dir work_dirs/cmp
 """
 from __future__ import annotations
 
@@ -111,6 +115,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="the uniform arm's entries per policy (default: the ddas search's when the ddas arm "
                              'runs, else 2)')
     parser.add_argument('--resume', action='store_true', help='skip the runs already in work_dir/results.json')
+    parser.add_argument('--merge', nargs='+', default=None, metavar='DIR',
+                        help='train nothing: join the results.json of these work dirs (comparisons run side by '
+                             'side, each with some arms or seeds, same detector, data and schedule) into --work-dir')
     return parser.parse_args(argv)
 
 
@@ -155,6 +162,13 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
+    if args.merge is not None:
+        if args.work_dir is None:
+            raise SystemExit('--merge: give the output folder with --work-dir')
+        from det_autoaug.evaluation.compare_det_report import markdown_table, merge_results
+        doc = merge_results([Path(d) for d in args.merge], Path(args.work_dir).resolve())
+        print(markdown_table(doc['summary'], doc['searches']), flush=True)
+        return doc
     settings = _settings(args)
     settings['device'] = select_device(args.device)  # hides CUDA for 'cpu' before anything initialises it
     if settings['threads'] is not None:

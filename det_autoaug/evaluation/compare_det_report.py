@@ -1,8 +1,11 @@
 """Reports of the detection comparison: per-arm summary, the markdown table, the bar chart, results.json.
 
 ``results.json`` holds ``settings``, ``runs`` (one per arm and seed), ``searches`` (one per searcher
-and seed) and ``summary`` (:func:`summarise`); :func:`write_results` rewrites it after every run
-(atomically, with ``results.md`` and ``compare_det.png``), so a killed comparison keeps what it finished.
+and seed), ``summary`` (:func:`summarise`) and ``arms`` (:func:`arm_values`: per arm, the per-seed
+``map`` and ``map50``, the shape of ``docs/results/compare_det.json``); :func:`write_results` rewrites
+it after every run (atomically, with ``results.md`` and ``compare_det.png``), so a killed comparison
+keeps what it finished. :func:`merge_results` joins the results of comparisons run side by side
+(one process per core or GPU, each with its own arms or seeds) into one.
 """
 from __future__ import annotations
 
@@ -34,6 +37,12 @@ def summarise(runs: List[Dict[str, Any]], arms: Sequence[str]) -> Dict[str, Dict
         entry['train_seconds_mean'] = sum(r['train_seconds'] for r in rows) / len(rows)
         summary[arm] = entry
     return summary
+
+
+def arm_values(summary: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, List[float]]]:
+    """Per arm of :func:`summarise`: ``{"map": [...], "map50": [...], "seeds": [...]}``, in seed order."""
+    return {arm: dict(map=s['bbox_mAP']['values'], map50=s['bbox_mAP_50']['values'], seeds=s['seeds'])
+            for arm, s in summary.items()}
 
 
 def markdown_table(summary: Dict[str, Dict[str, Any]], searches: Sequence[Dict[str, Any]]) -> str:
@@ -83,9 +92,75 @@ def plot(summary: Dict[str, Dict[str, Any]], path: Path) -> None:
 def write_results(work_dir: Path, doc: Dict[str, Any]) -> None:
     """Summarise ``doc`` (in place) and write ``results.json``, ``results.md`` and ``compare_det.png``."""
     doc['summary'] = summarise(doc['runs'], doc['settings']['arms'])
+    doc['arms'] = arm_values(doc['summary'])
     tmp = work_dir / 'results.json.tmp'
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, work_dir / 'results.json')
     (work_dir / 'results.md').write_text(markdown_table(doc['summary'], doc['searches']))
     if doc['summary']:
         plot(doc['summary'], work_dir / 'compare_det.png')
+
+
+# Settings that decide what a run measures: results that differ in one of them are not one comparison.
+# (arms, seeds, search_once, policy_seed, threads, num_workers and device may differ between the parts.)
+MERGE_KEYS = ('quick', 'config', 'search_config', 'epochs', 'search_epochs', 'scale', 'sizes', 'score_thr',
+              'data_root', 'n_train', 'uniform_apply_prob', 'uniform_ops_per_policy')
+
+
+def merge_results(sources: Sequence[Path], work_dir: Path) -> Dict[str, Any]:
+    """Join the ``results.json`` of several comparison work dirs into ``work_dir`` (table, JSON and plot).
+
+    Args:
+        sources: work dirs (or their ``results.json``) of comparisons of the same detector, data and
+            schedule (the settings of :data:`MERGE_KEYS` equal), each with some of the arms and seeds.
+        work_dir: output folder; may be one of the sources (its ``results.json`` is replaced).
+
+    Returns:
+        The merged document: the runs and searches of every source (one copy of a run or search that
+        two sources hold alike), settings of the first source with the arms in order of appearance and
+        the seeds sorted, ``merged_from`` (each source's path and command).
+
+    Raises:
+        FileNotFoundError: a source without ``results.json``.
+        ValueError: fewer than two sources, a setting of :data:`MERGE_KEYS` that differs (named with both
+            values and files), or one arm and seed (or searcher and seed) with different results in two sources.
+    """
+    if len(sources) < 2:
+        raise ValueError(f'merge: {len(sources)} source(s) given, expected two or more work dirs')
+    files = [Path(s) if Path(s).suffix == '.json' else Path(s) / 'results.json' for s in sources]
+    docs = []
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f'merge: {f} does not exist (expected the results.json of a compare_det work dir)')
+        docs.append(json.loads(f.read_text()))
+    first = docs[0]['settings']
+    for f, doc in zip(files[1:], docs[1:]):
+        for key in MERGE_KEYS:
+            if doc['settings'].get(key) != first.get(key):
+                raise ValueError(f'merge: setting {key!r} is {first.get(key)!r} in {files[0]} but '
+                                 f'{doc["settings"].get(key)!r} in {f}: not one comparison')
+    runs: Dict[Any, Dict[str, Any]] = {}
+    searches: Dict[Any, Dict[str, Any]] = {}
+    for f, doc in zip(files, docs):
+        for kind, items, key in (('run', runs, ('arm', 'seed')), ('search', searches, ('searcher', 'seed'))):
+            for item in doc['runs' if kind == 'run' else 'searches']:
+                k = tuple(item.get(name, 'ddas') for name in key)  # early DDAS searches had no 'searcher'
+                if k in items and _outcome(items[k], kind) != _outcome(item, kind):
+                    raise ValueError(f'merge: {kind} {k} differs between two sources ({f} gives '
+                                     f'{_outcome(item, kind)}, an earlier one {_outcome(items[k], kind)})')
+                items.setdefault(k, item)
+    settings = dict(first)
+    settings['arms'] = list(dict.fromkeys(a for doc in docs for a in doc['settings']['arms']))
+    settings['seeds'] = sorted({s for doc in docs for s in doc['settings']['seeds']})
+    merged = dict(settings=settings, runs=list(runs.values()), searches=list(searches.values()),
+                  merged_from=[dict(path=str(f), command=doc.get('command')) for f, doc in zip(files, docs)])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_results(work_dir, merged)
+    return merged
+
+
+def _outcome(item: Dict[str, Any], kind: str) -> Any:
+    """What a run or search measured (its metrics, or its policy and final s), to tell two copies apart."""
+    if kind == 'run':
+        return tuple(item[m] for m in METRICS)
+    return (item['apply_prob'], [e['entry'] for e in item['top_entries']])
