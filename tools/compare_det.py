@@ -38,10 +38,12 @@ Modes:
         busy 2-core development machine.
     full (default): 1500/100/300 images (train/val/test; val is unused: the search holds out
         20% of the training images itself) of the embedded builder (96-128 px) in
-        ``work_dir/data``, Resize scale 96, 24 epochs (4,500 iterations of batch 8), seeds 0 1 2,
-        a 2-epoch search per seed (``--search-once``: seed 0 only). One slim CenterNet training
-        run took 260-330 s on one core of the 2-core development machine with ``--threads 1``
-        (docs/results.md, "Sizing"): 13 arms x 3 seeds is about 4 hours on one core. The
+        ``work_dir/data``, Resize scale 96, 28 epochs (5,264 iterations of batch 8; 24 until
+        2026-12-05, where ``none`` stayed under 0.15 mAP), seeds 0 1 2, a 2-epoch search per seed
+        (``--search-once``: seed 0 only). One slim CenterNet training run took 175-230 s on one
+        core of the 2-core development machine with ``--threads 1`` and another run on the other
+        core, a search 35-95 s (docs/results.md, "Detection comparison at 28 epochs"): the issue's
+        10 arms x 3 seeds is about 1 hour 50 minutes on one core. The
         earlier RetinaNet comparison (docs/results.md, "Detection") used
         ``configs/digits/retinanet_slim_digits.py``, 1000 images, scale 80 and 6 epochs.
 
@@ -90,7 +92,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--data', default=None,
                         help='dataset folder (built there by ensure_det_digits when missing; '
                              'default: the cache folder, quick: a temporary folder)')
-    parser.add_argument('--epochs', type=int, default=None, help='training epochs per run (default 24; quick: 1)')
+    parser.add_argument('--epochs', type=int, default=None, help='training epochs per run (default 28; quick: 1)')
     parser.add_argument('--search-epochs', type=int, default=None, help='search epochs (default 2; quick: 1)')
     parser.add_argument('--policy-seed', type=int, default=None,
                         help='train every seed with the policies searched with this seed (searched once; with '
@@ -131,7 +133,7 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         search_config=str(Path(args.search_config or DEFAULT_SEARCH_CONFIG)),
         seeds=list(pick(args.seeds, [0, 1, 2], [0])),
         arms=list(dict.fromkeys(args.arms)),
-        epochs=pick(args.epochs, 24, 1),
+        epochs=pick(args.epochs, 28, 1),
         search_epochs=pick(args.search_epochs, 2, 1),
         search_once=args.search_once, policy_seed=args.policy_seed,
         scale=pick(args.scale, 96, 48),
