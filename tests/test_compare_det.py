@@ -150,11 +150,11 @@ def test_merge_joins_parts_run_side_by_side(tmp_path: Path) -> None:
 
 
 def test_merge_refuses_what_is_not_one_comparison(tmp_path: Path) -> None:
-    a = _part(tmp_path / 'a', ['none'], [0], [('none', 0, 0.18, 0.36)])
+    a = _part(tmp_path / 'a', ['none'], [0], [('none', 0, 0.18, 0.36)], epochs=24)
     other = _part(tmp_path / 'e', ['none'], [1], [('none', 1, 0.14, 0.30)], epochs=28)
     with pytest.raises(ValueError, match="setting 'epochs' is 24 in .*a/results.json but 28 in .*e/results.json"):
         merge_results([a, other], tmp_path / 'out')
-    clash = _part(tmp_path / 'x', ['none'], [0], [('none', 0, 0.17, 0.36)])
+    clash = _part(tmp_path / 'x', ['none'], [0], [('none', 0, 0.17, 0.36)], epochs=24)
     with pytest.raises(ValueError, match=r"run \('none', 0\) differs"):
         merge_results([a, clash], tmp_path / 'out')
     with pytest.raises(FileNotFoundError, match='missing/results.json does not exist'):
