@@ -40,9 +40,9 @@ Modes:
         20% of the training images itself) of the embedded builder (96-128 px) in
         ``work_dir/data``, Resize scale 96, 28 epochs (5,264 iterations of batch 8; 24 until
         2026-12-05, where ``none`` stayed under 0.15 mAP), seeds 0 1 2, a 2-epoch search per seed
-        (``--search-once``: seed 0 only). One slim CenterNet training run took 175-230 s on one
+        (``--search-once``: seed 0 only). One slim CenterNet training run took 174-228 s on one
         core of the 2-core development machine with ``--threads 1`` and another run on the other
-        core, a search 35-95 s (docs/results.md, "Detection comparison at 28 epochs"): the issue's
+        core, a search 35-91 s (docs/results.md, "Detection comparison at 28 epochs"): the issue's
         10 arms x 3 seeds is about 1 hour 50 minutes on one core. The
         earlier RetinaNet comparison (docs/results.md, "Detection") used
         ``configs/digits/retinanet_slim_digits.py``, 1000 images, scale 80 and 6 epochs.

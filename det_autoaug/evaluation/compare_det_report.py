@@ -13,7 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from .compare_det import METRICS
 
@@ -39,6 +39,12 @@ def summarise(runs: List[Dict[str, Any]], arms: Sequence[str]) -> Dict[str, Dict
     return summary
 
 
+def search_key(search: Dict[str, Any]) -> Tuple[str, int]:
+    """``(searcher, seed)`` of a search entry (results.json of earlier versions held DDAS searches
+    without a ``searcher`` field)."""
+    return search.get('searcher', 'ddas'), search['seed']
+
+
 def arm_values(summary: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, List[float]]]:
     """Per arm of :func:`summarise`: ``{"map": [...], "map50": [...], "seeds": [...]}``, in seed order."""
     return {arm: dict(map=s['bbox_mAP']['values'], map50=s['bbox_mAP_50']['values'], seeds=s['seeds'])
@@ -57,7 +63,7 @@ def markdown_table(summary: Dict[str, Dict[str, Any]], searches: Sequence[Dict[s
     for s in searches:
         top = ', '.join(f"{e['entry']} {e['ratio']:.2f}x" for e in s['top_entries'][:5])
         lines.append('')
-        lines.append(f"{s.get('searcher', 'ddas').upper()} search seed {s['seed']}: {s['epochs']} epochs, "
+        lines.append(f"{search_key(s)[0].upper()} search seed {s['seed']}: {s['epochs']} epochs, "
                      f"{s['search_steps']} steps, {s['model_passes']} model passes (batch forwards), "
                      f"{s['wall_seconds']:.0f} s wall "
                      f"({s['search_seconds']:.0f} s in the hook's steps), final s = {s['apply_prob']:.3f}; "
@@ -106,6 +112,12 @@ def write_results(work_dir: Path, doc: Dict[str, Any]) -> None:
 MERGE_KEYS = ('quick', 'config', 'search_config', 'epochs', 'search_epochs', 'scale', 'sizes', 'score_thr',
               'data_root', 'n_train', 'uniform_apply_prob', 'uniform_ops_per_policy')
 
+# Per results.json list: what identifies an item, and what it measured (to tell two copies apart).
+_IDENTITY: Dict[str, Tuple[Callable[[Dict[str, Any]], Any], Callable[[Dict[str, Any]], Any]]] = {
+    'runs': (lambda run: (run['arm'], run['seed']), lambda run: tuple(run[m] for m in METRICS)),
+    'searches': (search_key, lambda search: (search['apply_prob'], [e['entry'] for e in search['top_entries']])),
+}
+
 
 def merge_results(sources: Sequence[Path], work_dir: Path) -> Dict[str, Any]:
     """Join the ``results.json`` of several comparison work dirs into ``work_dir`` (table, JSON and plot).
@@ -139,28 +151,21 @@ def merge_results(sources: Sequence[Path], work_dir: Path) -> Dict[str, Any]:
             if doc['settings'].get(key) != first.get(key):
                 raise ValueError(f'merge: setting {key!r} is {first.get(key)!r} in {files[0]} but '
                                  f'{doc["settings"].get(key)!r} in {f}: not one comparison')
-    runs: Dict[Any, Dict[str, Any]] = {}
-    searches: Dict[Any, Dict[str, Any]] = {}
+    joined: Dict[str, Dict[Any, Dict[str, Any]]] = {field: {} for field in _IDENTITY}
     for f, doc in zip(files, docs):
-        for kind, items, key in (('run', runs, ('arm', 'seed')), ('search', searches, ('searcher', 'seed'))):
-            for item in doc['runs' if kind == 'run' else 'searches']:
-                k = tuple(item.get(name, 'ddas') for name in key)  # early DDAS searches had no 'searcher'
-                if k in items and _outcome(items[k], kind) != _outcome(item, kind):
-                    raise ValueError(f'merge: {kind} {k} differs between two sources ({f} gives '
-                                     f'{_outcome(item, kind)}, an earlier one {_outcome(items[k], kind)})')
+        for field, (key, outcome) in _IDENTITY.items():
+            items = joined[field]
+            for item in doc[field]:
+                k = key(item)
+                if k in items and outcome(items[k]) != outcome(item):
+                    raise ValueError(f'merge: {field[:-1]} {k} differs between two sources ({f} gives '
+                                     f'{outcome(item)}, an earlier one {outcome(items[k])})')
                 items.setdefault(k, item)
     settings = dict(first)
     settings['arms'] = list(dict.fromkeys(a for doc in docs for a in doc['settings']['arms']))
     settings['seeds'] = sorted({s for doc in docs for s in doc['settings']['seeds']})
-    merged = dict(settings=settings, runs=list(runs.values()), searches=list(searches.values()),
+    merged = dict(settings=settings, **{field: list(items.values()) for field, items in joined.items()},
                   merged_from=[dict(path=str(f), command=doc.get('command')) for f, doc in zip(files, docs)])
     work_dir.mkdir(parents=True, exist_ok=True)
     write_results(work_dir, merged)
     return merged
-
-
-def _outcome(item: Dict[str, Any], kind: str) -> Any:
-    """What a run or search measured (its metrics, or its policy and final s), to tell two copies apart."""
-    if kind == 'run':
-        return tuple(item[m] for m in METRICS)
-    return (item['apply_prob'], [e['entry'] for e in item['top_entries']])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .compare_det import INIT_APPLY_PROB, SEARCHED_ARMS, run_search, train_and_test, write_uniform_policy
-from .compare_det_report import markdown_table, write_results
+from .compare_det_report import markdown_table, search_key, write_results
 
 #: The digits configs' batch size, for the warm-up length only.
 BATCH = 8
@@ -78,8 +78,7 @@ def run_comparison(settings: Dict[str, Any], *, work_dir: Path, data: Optional[s
           flush=True)
     t0 = time.perf_counter()
     searchers = [a for a in settings['arms'] if a in SEARCHED_ARMS]
-    # results.json of earlier versions held DDAS searches without a 'searcher' field
-    searches = {(s.get('searcher', 'ddas'), s['seed']): s for s in doc['searches']}
+    searches = {search_key(s): s for s in doc['searches']}
     for seed in settings['seeds']:
         if settings.get('policy_seed') is not None:
             policy_seed = settings['policy_seed']
