@@ -37,7 +37,9 @@ A last table times the bbox-only ops with many boxes (issue 15 item 5): ``--many
 log-uniform in [8, 128] px (more small boxes than large, as in detection data), every box
 selected, level 6, single-threaded: the cv2 kernel and the torch kernel on a uint8 batch of one
 (validation and the float round trip included), their calls interleaved so that both see the
-same load, and the ratio torch / cv2. ``--many-boxes-only`` runs only that table.
+same load, and the ratio torch / cv2; then, for scale, the torch path with no op (``Identity``) and
+``grid_sample`` alone on exactly the boxes' pixels (the warps' sampling without padding, copies or
+grid). ``--many-boxes-only`` runs only that table.
 
 Targets (reported, never asserted; timings depend on the machine and its load):
 
@@ -69,6 +71,7 @@ from typing import Callable, Dict, List, Optional
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -278,12 +281,33 @@ def print_many_boxes(size: int, count: int, repeat: int, stat: str) -> None:
         print(f'{r["op"]:24s} {r["cv2"]:9.2f} {r["torch"]:9.2f} {r["torch"] / r["cv2"]:9.2f}')
     over = [r['op'] for r in rows if r['torch'] > 2 * r['cv2']]
     print(f'torch > 2x cv2: {over or "none"} (target: none)')
-    image, _ = many_boxes(size, count)
+    image, boxes = many_boxes(size, count)
     image_t = torch.from_numpy(image).permute(2, 0, 1).contiguous()[None]
+    canvas, grid = box_pixel_grid(image_t, boxes)
     with single_threaded():
         floor = time_ms(lambda: apply_op('Identity', image_t, None, 0.0), repeat, stat)
+        sampling = time_ms(lambda: F.grid_sample(canvas, grid, mode='bilinear', padding_mode='zeros',
+                                                 align_corners=False), repeat, stat)
     print(f'for scale: the torch path on this image with no op (Identity: checks, uint8 -> float -> uint8) '
-          f'takes {floor:.2f} ms')
+          f'takes {floor:.2f} ms; grid_sample alone on exactly the {grid.shape[2]} box pixels (bilinear, '
+          f'{image_t.shape[1]} channels, one call: the warps\' sampling, without padding, copies or grid) '
+          f'{sampling:.2f} ms')
+
+
+def box_pixel_grid(image: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` as float and a ``(1, 1, P, 2)`` grid for ``grid_sample``: one point per pixel of
+    each box (the pixels whose centre lies in it, box by box), moved by (0.3, 0.2) px so that every
+    sample interpolates."""
+    _, _, height, width = image.shape
+    points = []
+    for x1, y1, x2, y2 in boxes.tolist():
+        cols = np.arange(max(0, math.ceil(x1 - 0.5)), min(width, math.ceil(x2 - 0.5)))
+        rows = np.arange(max(0, math.ceil(y1 - 0.5)), min(height, math.ceil(y2 - 0.5)))
+        ys, xs = np.meshgrid(rows, cols, indexing='ij')
+        points.append(np.stack([xs.ravel() + 0.3, ys.ravel() + 0.2], axis=1))
+    xy = np.concatenate(points)
+    normalised = (2 * xy + 1) / np.array([width, height]) - 1   # align_corners=False
+    return image.float(), torch.from_numpy(normalised).float().view(1, 1, -1, 2)
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:
