@@ -36,10 +36,14 @@ A last table times the bbox-only ops with many boxes (issue 15 item 5): ``--many
 (default 300) on the image resized to ``--many-size`` px (default 800), centres uniform, sides
 log-uniform in [8, 128] px (more small boxes than large, as in detection data), every box
 selected, level 6, single-threaded: the cv2 kernel and the torch kernel on a uint8 batch of one
-(validation and the float round trip included), their calls interleaved so that both see the
-same load, and the ratio torch / cv2; then, for scale, the torch path with no op (``Identity``) and
-``grid_sample`` alone on exactly the boxes' pixels (the warps' sampling without padding, copies or
-grid). ``--many-boxes-only`` runs only that table.
+(validation and the float round trip included), their calls interleaved so that all see the
+same load, and the ratio torch / cv2. On the CPU without a gradient the torch kernel of the warps
+(Rotate, ShearX/Y, TranslateX/Y, Flip) runs as one compiled loop
+(:mod:`det_autoaug.ops.box_warp_numba`); ``layout_ms`` is the same call on the batched torch layout
+alone (what runs with a gradient or on a GPU), the control. Then, for scale, the torch path with
+no op (``Identity``) and ``grid_sample`` alone on exactly the boxes' pixels (the torch layout's
+sampling without padding, copies or grid), each in a loop of its own. ``--many-boxes-only`` runs
+only that table.
 
 Targets (reported, never asserted; timings depend on the machine and its load):
 
@@ -75,12 +79,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from det_autoaug.ops import box_warp_numba  # noqa: E402
 from det_autoaug.ops.cv2_ops import apply_op_np  # noqa: E402
 from det_autoaug.ops.params import sample_params  # noqa: E402
+from det_autoaug.ops.registry import kernels  # noqa: E402
 from det_autoaug.ops.table import OPS, OpSpec, get_op  # noqa: E402
 from det_autoaug.ops.torch_ops import apply_op  # noqa: E402
 
 LEVEL = 6
+# The bbox-only ops that warp each box (their torch kernel runs a compiled loop on the CPU).
+WARPS = frozenset(kernels('box_matrix'))
 # Boxes as fractions of the image side (astronaut: face, flag, patch, arm, helmet area).
 BOX_FRACTIONS = np.array([[0.33, 0.03, 0.55, 0.35], [0.0, 0.0, 0.2, 0.55], [0.55, 0.55, 0.98, 0.98],
                           [0.1, 0.6, 0.45, 0.95], [0.7, 0.05, 0.95, 0.3]], np.float32)
@@ -257,6 +265,8 @@ def bench_many_boxes(size: int, count: int, repeat: int, stat: str = 'min') -> L
         params = sample_params(spec, 1, size, size, [boxes_t], generator=g, box_prob=1.0)
         calls = {'cv2': lambda: apply_op_np(spec.name, image, boxes, magnitude, params.select(0)),
                  'torch': lambda: apply_op(spec.name, image_t, [boxes_t], magnitude, params)}
+        if spec.name in WARPS:   # the control: the torch layout alone, as with a gradient or on a GPU
+            calls['layout'] = lambda: torch_layout(apply_op, spec.name, image_t, [boxes_t], magnitude, params)
         times: Dict[str, List[float]] = {name: [] for name in calls}
         with single_threaded():
             for fn in calls.values():   # warm-up
@@ -266,19 +276,26 @@ def bench_many_boxes(size: int, count: int, repeat: int, stat: str = 'min') -> L
                     start = time.perf_counter()
                     fn()
                     times[name].append((time.perf_counter() - start) * 1e3)
-        rows.append(dict(op=spec.name, cv2=STATS[stat](times['cv2']), torch=STATS[stat](times['torch'])))
+        rows.append({name: STATS[stat](t) for name, t in times.items()} | {'op': spec.name})
     return rows
+
+
+def torch_layout(fn: Callable[..., object], *args: object) -> object:
+    """``fn(*args)`` with the bbox-only warps on the torch layout (their compiled loop off)."""
+    with box_warp_numba.switched(False):
+        return fn(*args)
 
 
 def print_many_boxes(size: int, count: int, repeat: int, stat: str) -> None:
     print(f'\nbbox-only ops, {count} boxes (sides 8-128 px, log-uniform, all selected) on a {size} px image, '
           f'level {LEVEL}, single-threaded, {stat} of {repeat}')
-    header = f'{"op":24s} {"cv2_ms":>9s} {"torch_ms":>9s} {"torch/cv2":>9s}'
+    header = f'{"op":24s} {"cv2_ms":>9s} {"torch_ms":>9s} {"torch/cv2":>9s} {"layout_ms":>9s} {"layout/cv2":>10s}'
     print(header)
     print('-' * len(header))
     rows = bench_many_boxes(size, count, repeat, stat)
     for r in rows:
-        print(f'{r["op"]:24s} {r["cv2"]:9.2f} {r["torch"]:9.2f} {r["torch"] / r["cv2"]:9.2f}')
+        layout = (f' {r["layout"]:9.2f} {r["layout"] / r["cv2"]:10.2f}' if 'layout' in r else '')
+        print(f'{r["op"]:24s} {r["cv2"]:9.2f} {r["torch"]:9.2f} {r["torch"] / r["cv2"]:9.2f}{layout}')
     over = [r['op'] for r in rows if r['torch'] > 2 * r['cv2']]
     print(f'torch > 2x cv2: {over or "none"} (target: none)')
     image, boxes = many_boxes(size, count)

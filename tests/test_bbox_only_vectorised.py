@@ -8,6 +8,10 @@ images 1e-9; float32 images exact, except the warps, which round their sample po
 differently (``_assert_float32_warp_as_accurate``): within 1e-2 of the old kernel on the small
 images, which is itself up to ~5e-3 off its own float64 result there; uint8 images exact except
 warped values on a rounding boundary (at most 1 level, at most 0.1% of the pixels).
+
+Every test runs twice: with the warps' compiled loop (:mod:`det_autoaug.ops.box_warp_numba`,
+which the kernel uses on the CPU when no gradient is asked) and with the torch layout alone (what
+runs with a gradient and on a GPU).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from det_autoaug.ops import apply_op, geometry, get_op, sample_params
+from det_autoaug.ops import apply_op, box_warp_numba, geometry, get_op, sample_params
 from det_autoaug.ops.table import FILL_VALUE, OPS
 from det_autoaug.ops.torch_bbox_only import (
     _levels,
@@ -35,6 +39,16 @@ BBOX_ONLY = [op.name for op in OPS if op.bbox_only]
 WARPS = {'Rotate_Only_BBoxes', 'ShearX_Only_BBoxes', 'ShearY_Only_BBoxes', 'TranslateX_Only_BBoxes',
          'TranslateY_Only_BBoxes', 'Flip_Only_BBoxes'}
 AUTOGRAD = [name for name in BBOX_ONLY if get_op(name).grad == 'autograd']
+
+
+@pytest.fixture(autouse=True, params=['compiled', 'torch-layout'])
+def warp_path(request):
+    """Run the test with the compiled loop for the warps, then with the torch layout alone."""
+    compiled = request.param == 'compiled'
+    if compiled and not box_warp_numba.applies(torch.zeros(1), torch.zeros(1)):
+        pytest.fail('the compiled loop does not apply on the CPU: numba is missing (pip install -r requirements.txt)')
+    with box_warp_numba.switched(compiled):
+        yield request.param
 
 
 # ----------------------------------------------------------------------------- reference (old kernel)
@@ -314,10 +328,11 @@ def test_warps_of_a_one_pixel_image_by_hand(name):
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('name', sorted(WARPS & set(AUTOGRAD)))
 def test_warp_grid_with_and_without_autograd_is_the_same(name, dtype):
-    # The sample grid is built in place without autograd and out of place with it.
+    # The torch layout builds its sample grid in place without autograd and out of place with it.
     images, boxes, params, magnitude = _case(name, [50, 5], dtype, seed=14)
     args = (name, images, magnitude, params.sign.to(dtype), boxes, params.box_mask, params.box_center)
-    plain = bbox_only(*args)
+    with box_warp_numba.switched(False):
+        plain = bbox_only(*args)
     tracked = bbox_only(name, images, magnitude.clone().requires_grad_(True), *args[3:])
     assert tracked.requires_grad and torch.equal(tracked.detach(), plain)
 

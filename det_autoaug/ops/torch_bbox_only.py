@@ -23,6 +23,11 @@ the sample points of some of a box's pixels out of the box (a large translation 
 small boxes out entirely) gives them exactly the fill value: only the part of the box that can
 differ is sampled (:func:`_live_rects`), the rest is filled; a box left with no such part is
 only filled, and such boxes, whose fills commute, do not wait for each other (:func:`_levels`).
+
+On the CPU, when no gradient is asked, the warps skip this layout: the same definition runs as one
+loop compiled by numba, box after box (:mod:`.box_warp_numba`): at 300 boxes on an 800 px image
+the rotations, shears and flip take about 1.7x the cv2 kernel's time that way, about 4x on this
+layout.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import geometry
+from . import box_warp_numba, geometry
 from .params import OpParams
 from .registry import get_kernel
 from .table import FILL_VALUE
@@ -480,6 +485,8 @@ def bbox_crops(images: Tensor, magnitude: Tensor, sign: Tensor, boxes: List[Tens
         matrices = matrix(local, magnitude[image], sign[image], height, width)
         forward = geometry.to_index_matrix(matrices.to(torch.float64))
         inverse = torch.linalg.inv(forward)
+        if box_warp_numba.applies(running, magnitude):   # the same warps as one compiled loop
+            return box_warp_numba.warp_boxes_(running, image, spans, inverse)
         # Every canvas side is at most 2^P + 1 with 2^P >= the image sides (eps = 2^-mantissa bits).
         quantum = 2.0 ** math.ceil(math.log2(max(2, height, width))) * torch.finfo(dtype).eps
     # The part of each box that can change (the rest takes the fill value): the whole box but for
