@@ -11,6 +11,7 @@ import pytest
 import torch
 from contextlib import contextmanager
 
+from mmengine.dataset import BaseDataset, Compose
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, OPTIM_WRAPPERS
@@ -21,6 +22,7 @@ from det_autoaug.policy.policy_file import load_policy_file
 from det_autoaug.policy.step import ChainStep
 from det_autoaug.search.batch_augment import augment_batch
 from det_autoaug.search.hook import PolicySearchHook, default_val_pipeline
+from det_autoaug.search.runner_context import get_subset
 
 from det_helpers import make_digits, search_runner_cfg
 
@@ -277,3 +279,26 @@ def test_copy_backend_reaches_the_context_and_bad_values_are_named(digits, tmp_p
     assert routes and set(routes) == {'torch'}
     with pytest.raises(ValueError, match="copy_backend='gpu'"):
         PolicySearchHook(copy_backend='gpu')
+
+
+class _Numbers(BaseDataset):
+    """Three data infos, no files."""
+
+    def load_data_list(self):
+        return [dict(value=i) for i in range(3)]
+
+
+def test_held_out_split_is_immune_to_mmengine_s_shared_subset_memo():
+    # mmengine's get_subset deep-copies through one memo for the whole process, keyed by ids of
+    # datasets that may be freed since: an entry left at the id of this dataset's pipeline (what
+    # a freed dataset at the same address leaves) makes mmengine return it as the "copy".
+    dataset = _Numbers(pipeline=[dict(type='LoadImageFromFile')])
+    memo = BaseDataset._copy_without_annotation.__defaults__[0]
+    stale = object()
+    memo[id(dataset.pipeline)] = stale
+    assert dataset.get_subset([0, 2]).pipeline is stale   # the bug, reproduced
+    memo[id(dataset.pipeline)] = stale
+    subset = get_subset(dataset, [0, 2])
+    assert isinstance(subset.pipeline, Compose) and subset.pipeline is not dataset.pipeline
+    assert [subset.get_data_info(i)['value'] for i in range(2)] == [0, 2]
+    assert memo == {}   # nor does it keep the copies alive

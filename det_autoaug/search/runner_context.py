@@ -36,6 +36,28 @@ def default_val_pipeline(train_pipeline: Sequence[dict]) -> List[dict]:
             if not str(t.get('type', '')).startswith(RANDOM_TRANSFORM_PREFIXES)]
 
 
+def get_subset(dataset, indices: List[int]):
+    """``dataset.get_subset(indices)``, each call independent of the others in the process.
+
+    mmengine 0.10's ``BaseDataset.get_subset`` deep-copies the dataset's attributes through
+    ``_copy_without_annotation(self, memo=dict())``: a mutable default argument, so one memo for
+    the whole process. It maps the id of every dataset copied so far to its copy without keeping
+    that dataset alive: once it is freed, an object allocated at its address is "copied" as that
+    old subset (seen in the test suite: a detection dataset's pipeline came back as a
+    Fashion-MNIST dataset, "'DAFashionMNIST' object is not callable"), and it keeps every copy
+    made (pixel arrays included) alive for good. Emptied before and after each call.
+    """
+    defaults = getattr(getattr(type(dataset), '_copy_without_annotation', None), '__defaults__', None) or ()
+    memo = next((d for d in defaults if isinstance(d, dict)), None)
+    if memo is not None:
+        memo.clear()
+    try:
+        return dataset.get_subset(indices)
+    finally:
+        if memo is not None:
+            memo.clear()
+
+
 def validation_dataset(runner, seed: int, val_fraction: float, val_dataloader: Optional[dict] = None,
                        val_pipeline: Optional[List[dict]] = None, hook_name: str = 'PolicySearchHook'):
     """The dataset the search's validation batches come from.
@@ -64,9 +86,9 @@ def validation_dataset(runner, seed: int, val_fraction: float, val_dataloader: O
     train_cfg = runner.cfg.get('train_dataloader') or runner._train_dataloader
     train_cfg = copy.deepcopy(dict(train_cfg))
     pipeline = val_pipeline or default_val_pipeline(train_cfg['dataset'].get('pipeline', []))
-    val_dataset = full.get_subset(val_idx)
+    val_dataset = get_subset(full, val_idx)
     val_dataset.pipeline = Compose(pipeline)
-    train_cfg['dataset'] = full.get_subset(train_idx)
+    train_cfg['dataset'] = get_subset(full, train_idx)
     loop.dataloader = runner.build_dataloader(train_cfg, seed=runner.seed)
     if isinstance(loop, EpochBasedTrainLoop):
         loop._max_iters = loop._max_epochs * len(loop.dataloader)
