@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from det_autoaug.ops import box_warp_numba, get_op, sample_params
+from det_autoaug.ops.registry import kernels
 from det_autoaug.ops.table import FILL_VALUE
 from det_autoaug.ops.torch_bbox_only import bbox_only
 
-WARPS = ['Flip_Only_BBoxes', 'Rotate_Only_BBoxes', 'ShearX_Only_BBoxes', 'ShearY_Only_BBoxes',
-         'TranslateX_Only_BBoxes', 'TranslateY_Only_BBoxes']
+# The bbox-only ops that warp each box's content (those with a box matrix).
+WARPS = sorted(kernels('box_matrix'))
 
 
 @pytest.fixture
